@@ -1,0 +1,406 @@
+/*-------------------------------------------------------------------------
+ *
+ * http.c
+ *		libcurl's multi "socket" interface driven from the worker's latch
+ *		wait.
+ *
+ * curl tells us which sockets it wants watched through the socket callback;
+ * we keep them in an epoll set of our own. That epoll descriptor is one
+ * socket in a long-lived WaitEventSet together with the latch and postmaster
+ * death, so one wait sees all three and SIGTERM or SIGHUP end it at once,
+ * whatever the transfers are doing. (A WaitEventSet cannot drop sockets in
+ * PostgreSQL 15; nesting epoll sets avoids rebuilding it on every wait.)
+ *
+ * The callbacks run inside libcurl: they never call palloc or ereport. They
+ * use malloc, record failures in the request, and return curl's error codes.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <sys/epoll.h>
+#include <unistd.h>
+
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "portability/instr_time.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "utils/memutils.h"
+
+#include "guc.h"
+#include "http.h"
+#include "webhook.h"
+
+#if LIBCURL_VERSION_NUM < 0x075500
+#error "webhook needs libcurl 7.85.0 or later (CURLOPT_PROTOCOLS_STR)"
+#endif
+
+#define MAX_EPOLL_EVENTS 256
+#define MAX_HEADER_BYTES (32 * 1024)
+
+static CURLM *multi = NULL;
+static int	epoll_fd = -1;
+static WaitEventSet *wait_set = NULL;
+static int	in_flight = 0;
+
+/* When curl wants its timeout action, in ms from a monotonic clock; -1 none. */
+static int64 timer_deadline = -1;
+
+/* Reused easy handles: curl keeps the connections in the multi handle. */
+static CURL *easy_pool[4096];
+static int	easy_pool_len = 0;
+
+static int64
+now_ms(void)
+{
+	instr_time	t;
+
+	INSTR_TIME_SET_CURRENT(t);
+	return (int64) INSTR_TIME_GET_MILLISEC(t);
+}
+
+/* curl's socket callback: mirror what curl wants watched into epoll_fd. */
+static int
+socket_cb(CURL *easy, curl_socket_t s, int what, void *userp, void *socketp)
+{
+	struct epoll_event ev;
+
+	if (what == CURL_POLL_REMOVE)
+	{
+		/* the socket may already be closed: nothing to do then */
+		epoll_ctl(epoll_fd, EPOLL_CTL_DEL, s, NULL);
+		curl_multi_assign(multi, s, NULL);
+		return 0;
+	}
+	memset(&ev, 0, sizeof(ev));
+	ev.data.fd = s;
+	if (what == CURL_POLL_IN || what == CURL_POLL_INOUT)
+		ev.events |= EPOLLIN;
+	if (what == CURL_POLL_OUT || what == CURL_POLL_INOUT)
+		ev.events |= EPOLLOUT;
+	if (socketp == NULL)
+	{
+		if (epoll_ctl(epoll_fd, EPOLL_CTL_ADD, s, &ev) != 0 &&
+			epoll_ctl(epoll_fd, EPOLL_CTL_MOD, s, &ev) != 0)
+			return -1;
+		curl_multi_assign(multi, s, (void *) 1);
+	}
+	else if (epoll_ctl(epoll_fd, EPOLL_CTL_MOD, s, &ev) != 0)
+		return -1;
+	return 0;
+}
+
+/* curl's timer callback: remember when curl wants to be called back. */
+static int
+timer_cb(CURLM *m, long timeout_ms, void *userp)
+{
+	timer_deadline = timeout_ms < 0 ? -1 : now_ms() + timeout_ms;
+	return 0;
+}
+
+/* Keep the first resp_cap bytes of the body; stop the transfer past that. */
+static size_t
+write_cb(char *data, size_t size, size_t nmemb, void *userp)
+{
+	WebhookRequest *req = (WebhookRequest *) userp;
+	size_t		n = size * nmemb;
+	size_t		keep = n;
+
+	if (req->resp_len + keep > req->resp_cap)
+		keep = req->resp_cap - req->resp_len;
+	if (keep > 0)
+	{
+		if (req->resp == NULL)
+		{
+			req->resp = malloc(req->resp_cap + 1);
+			if (req->resp == NULL)
+				return 0;
+		}
+		memcpy(req->resp + req->resp_len, data, keep);
+		req->resp_len += keep;
+	}
+	/* the rest of the body is not kept, but the response still counts */
+	return n;
+}
+
+/* Collect the header lines of the last response (not of 1xx interim ones). */
+static size_t
+header_cb(char *data, size_t size, size_t nmemb, void *userp)
+{
+	WebhookRequest *req = (WebhookRequest *) userp;
+	size_t		n = size * nmemb;
+
+	if (n >= 5 && memcmp(data, "HTTP/", 5) == 0)
+		req->hdrs_len = 0;
+	if (req->hdrs_len + n > MAX_HEADER_BYTES)
+		return n;				/* drop what does not fit, keep going */
+	if (req->hdrs == NULL)
+	{
+		req->hdrs = malloc(MAX_HEADER_BYTES + 1);
+		if (req->hdrs == NULL)
+			return 0;
+	}
+	memcpy(req->hdrs + req->hdrs_len, data, n);
+	req->hdrs_len += n;
+	return n;
+}
+
+/* Refuse connections to webhook.blocked_networks, checked after resolution. */
+static curl_socket_t
+opensocket_cb(void *clientp, curlsocktype purpose, struct curl_sockaddr *address)
+{
+	WebhookRequest *req = (WebhookRequest *) clientp;
+
+	if (WebhookAddressBlocked(&address->addr))
+	{
+		req->blocked = true;
+		return CURL_SOCKET_BAD;
+	}
+	return socket(address->family, address->socktype, address->protocol);
+}
+
+static void
+http_cleanup(int code, Datum arg)
+{
+	int			i;
+
+	for (i = 0; i < easy_pool_len; i++)
+		curl_easy_cleanup(easy_pool[i]);
+	easy_pool_len = 0;
+	if (multi)
+		curl_multi_cleanup(multi);
+	multi = NULL;
+	curl_global_cleanup();
+}
+
+/* Set up libcurl, the epoll set and the wait set. Once per worker. */
+void
+WebhookHttpInit(void)
+{
+	if (curl_global_init(CURL_GLOBAL_ALL) != CURLE_OK)
+		elog(ERROR, "could not initialize libcurl");
+	multi = curl_multi_init();
+	if (multi == NULL)
+		elog(ERROR, "could not create a libcurl multi handle");
+	on_proc_exit(http_cleanup, 0);
+
+	epoll_fd = epoll_create1(EPOLL_CLOEXEC);
+	if (epoll_fd < 0)
+		elog(ERROR, "epoll_create1 failed: %m");
+
+	curl_multi_setopt(multi, CURLMOPT_SOCKETFUNCTION, socket_cb);
+	curl_multi_setopt(multi, CURLMOPT_TIMERFUNCTION, timer_cb);
+	WebhookHttpConfigure();
+
+	wait_set = CreateWaitEventSet(TopMemoryContext, 3);
+	AddWaitEventToSet(wait_set, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
+	AddWaitEventToSet(wait_set, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
+	AddWaitEventToSet(wait_set, WL_SOCKET_READABLE, epoll_fd, NULL, NULL);
+}
+
+/* Apply the settings that live in the multi handle (after a reload too). */
+void
+WebhookHttpConfigure(void)
+{
+	curl_multi_setopt(multi, CURLMOPT_MAXCONNECTS, (long) webhook_max_concurrency * 2);
+}
+
+static CURL *
+get_easy(void)
+{
+	CURL	   *easy;
+
+	if (easy_pool_len > 0)
+	{
+		easy = easy_pool[--easy_pool_len];
+		curl_easy_reset(easy);
+		return easy;
+	}
+	easy = curl_easy_init();
+	if (easy == NULL)
+		elog(ERROR, "could not create a libcurl easy handle");
+	return easy;
+}
+
+static void
+put_easy(CURL *easy)
+{
+	if (easy_pool_len < (int) lengthof(easy_pool))
+		easy_pool[easy_pool_len++] = easy;
+	else
+		curl_easy_cleanup(easy);
+}
+
+/* Start a POST; it completes in a later WebhookHttpWait(). */
+void
+WebhookHttpStart(WebhookRequest *req)
+{
+	CURL	   *easy = get_easy();
+	CURLMcode	mc;
+
+	req->result = CURLE_OK;
+	req->status = 0;
+	req->duration_us = 0;
+	req->blocked = false;
+	req->errbuf[0] = '\0';
+	req->resp = NULL;
+	req->resp_len = 0;
+	req->resp_cap = webhook_max_response_size;
+	req->hdrs = NULL;
+	req->hdrs_len = 0;
+	req->easy = easy;
+
+	curl_easy_setopt(easy, CURLOPT_URL, req->url);
+	curl_easy_setopt(easy, CURLOPT_POST, 1L);
+	curl_easy_setopt(easy, CURLOPT_POSTFIELDS, req->body);
+	curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t) req->body_len);
+	curl_easy_setopt(easy, CURLOPT_HTTPHEADER, req->headers);
+	curl_easy_setopt(easy, CURLOPT_USERAGENT, WEBHOOK_USER_AGENT);
+	curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "http,https");
+	curl_easy_setopt(easy, CURLOPT_FOLLOWLOCATION, 0L);
+	curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, req->timeout_ms);
+	curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS, Min(req->timeout_ms, 10000L));
+	curl_easy_setopt(easy, CURLOPT_SSL_VERIFYPEER, 1L);
+	curl_easy_setopt(easy, CURLOPT_SSL_VERIFYHOST, 2L);
+	curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, req->errbuf);
+	curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, write_cb);
+	curl_easy_setopt(easy, CURLOPT_WRITEDATA, req);
+	curl_easy_setopt(easy, CURLOPT_HEADERFUNCTION, header_cb);
+	curl_easy_setopt(easy, CURLOPT_HEADERDATA, req);
+	curl_easy_setopt(easy, CURLOPT_OPENSOCKETFUNCTION, opensocket_cb);
+	curl_easy_setopt(easy, CURLOPT_OPENSOCKETDATA, req);
+	curl_easy_setopt(easy, CURLOPT_PRIVATE, req);
+
+	mc = curl_multi_add_handle(multi, easy);
+	if (mc != CURLM_OK)
+	{
+		put_easy(easy);
+		req->easy = NULL;
+		elog(ERROR, "could not start a request: %s", curl_multi_strerror(mc));
+	}
+	in_flight++;
+}
+
+int
+WebhookHttpInFlight(void)
+{
+	return in_flight;
+}
+
+/* Move finished transfers to *done. */
+static void
+collect_done(dlist_head *done)
+{
+	CURLMsg    *msg;
+	int			left;
+
+	while ((msg = curl_multi_info_read(multi, &left)) != NULL)
+	{
+		WebhookRequest *req;
+		curl_off_t	total = 0;
+
+		if (msg->msg != CURLMSG_DONE)
+			continue;
+		curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **) &req);
+		req->result = msg->data.result;
+		curl_easy_getinfo(msg->easy_handle, CURLINFO_RESPONSE_CODE, &req->status);
+		curl_easy_getinfo(msg->easy_handle, CURLINFO_TOTAL_TIME_T, &total);
+		req->duration_us = (int64) total;
+		/* a body cut at max_response_size is not an error */
+		if (req->result == CURLE_WRITE_ERROR && req->resp_len >= req->resp_cap && req->status > 0)
+			req->result = CURLE_OK;
+		curl_multi_remove_handle(multi, msg->easy_handle);
+		put_easy(msg->easy_handle);
+		req->easy = NULL;
+		in_flight--;
+		dlist_push_tail(done, &req->node);
+	}
+}
+
+/*
+ * Wait for the latch, postmaster death, curl's sockets or curl's timer, at
+ * most timeout_ms (-1: no limit), then let curl do its work and move the
+ * finished requests to *done. Returns the WL_* events seen (WL_LATCH_SET
+ * tells the caller the latch was set; it is reset here).
+ */
+int
+WebhookHttpWait(long timeout_ms, dlist_head *done)
+{
+	WaitEvent	event;
+	int			nevents;
+	int			seen = 0;
+	int			running;
+	int64		now = now_ms();
+
+	if (timer_deadline >= 0)
+	{
+		long		curl_ms = (long) Max(timer_deadline - now, 0);
+
+		if (timeout_ms < 0 || curl_ms < timeout_ms)
+			timeout_ms = curl_ms;
+	}
+
+	nevents = WaitEventSetWait(wait_set, timeout_ms, &event, 1, PG_WAIT_EXTENSION);
+	if (nevents > 0)
+		seen = event.events;
+	if (seen & WL_LATCH_SET)
+		ResetLatch(MyLatch);
+
+	/* whatever woke us, serve every ready curl socket */
+	for (;;)
+	{
+		struct epoll_event evs[MAX_EPOLL_EVENTS];
+		int			n = epoll_wait(epoll_fd, evs, MAX_EPOLL_EVENTS, 0);
+		int			i;
+
+		if (n <= 0)
+			break;
+		for (i = 0; i < n; i++)
+		{
+			int			flags = 0;
+
+			if (evs[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR))
+				flags |= CURL_CSELECT_IN;
+			if (evs[i].events & (EPOLLOUT | EPOLLHUP | EPOLLERR))
+				flags |= CURL_CSELECT_OUT;
+			if (evs[i].events & EPOLLERR)
+				flags |= CURL_CSELECT_ERR;
+			curl_multi_socket_action(multi, evs[i].data.fd, flags, &running);
+		}
+		if (n < MAX_EPOLL_EVENTS)
+			break;
+	}
+	if (timer_deadline >= 0 && now_ms() >= timer_deadline)
+	{
+		timer_deadline = -1;
+		curl_multi_socket_action(multi, CURL_SOCKET_TIMEOUT, 0, &running);
+	}
+	collect_done(done);
+	return seen;
+}
+
+/* Free what the callbacks allocated for a finished request. */
+void
+WebhookHttpRelease(WebhookRequest *req)
+{
+	free(req->resp);
+	free(req->hdrs);
+	req->resp = NULL;
+	req->hdrs = NULL;
+	if (req->headers)
+		curl_slist_free_all(req->headers);
+	req->headers = NULL;
+}
+
+/* A one-line account of why a request got no response. */
+const char *
+WebhookHttpError(WebhookRequest *req)
+{
+	if (req->blocked)
+		return "connection refused: the address is in webhook.blocked_networks";
+	if (req->errbuf[0] != '\0')
+		return req->errbuf;
+	return curl_easy_strerror(req->result);
+}

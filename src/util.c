@@ -1,0 +1,195 @@
+/*-------------------------------------------------------------------------
+ *
+ * util.c
+ *		Small SQL-callable helpers for the install script: URL validation
+ *		with libcurl's URL API, random bytes, compact message objects and the
+ *		explicit wake-up of the worker.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <curl/curl.h>
+
+#include "fmgr.h"
+#include "port.h"
+#include "utils/builtins.h"
+#include "utils/jsonb.h"
+
+#include "webhook.h"
+
+PG_FUNCTION_INFO_V1(webhook_check_url);
+PG_FUNCTION_INFO_V1(webhook_random_bytes);
+PG_FUNCTION_INFO_V1(webhook_strip);
+PG_FUNCTION_INFO_V1(webhook_wake);
+
+/*
+ * Refuse a URL that libcurl cannot parse, whose scheme is not http or https,
+ * or that has no host. Returns the URL as libcurl normalizes it.
+ */
+Datum
+webhook_check_url(PG_FUNCTION_ARGS)
+{
+	char	   *url = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	CURLU	   *h = curl_url();
+	CURLUcode	rc;
+	char	   *scheme = NULL;
+	char	   *host = NULL;
+	char	   *full = NULL;
+	text	   *result;
+
+	if (h == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OUT_OF_MEMORY),
+				 errmsg("out of memory")));
+
+	rc = curl_url_set(h, CURLUPART_URL, url, CURLU_NON_SUPPORT_SCHEME);
+	if (rc != CURLUE_OK)
+	{
+		const char *why = curl_url_strerror(rc);
+
+		curl_url_cleanup(h);
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid endpoint url \"%s\"", url),
+				 errdetail("libcurl could not parse it: %s.", why),
+				 errhint("Give an absolute URL such as https://example.com/hooks.")));
+	}
+	if (curl_url_get(h, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK ||
+		(pg_strcasecmp(scheme, "http") != 0 && pg_strcasecmp(scheme, "https") != 0))
+	{
+		char	   *s = pstrdup(scheme ? scheme : "");
+
+		curl_free(scheme);
+		curl_url_cleanup(h);
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("endpoint url scheme \"%s\" is not supported", s),
+				 errhint("Use http or https.")));
+	}
+	if (curl_url_get(h, CURLUPART_HOST, &host, 0) != CURLUE_OK || host == NULL || host[0] == '\0')
+	{
+		curl_free(scheme);
+		curl_free(host);
+		curl_url_cleanup(h);
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("endpoint url \"%s\" has no host", url)));
+	}
+	if (curl_url_get(h, CURLUPART_URL, &full, 0) != CURLUE_OK)
+	{
+		curl_free(scheme);
+		curl_free(host);
+		curl_url_cleanup(h);
+		elog(ERROR, "libcurl could not rebuild url \"%s\"", url);
+	}
+	result = cstring_to_text(full);
+	curl_free(full);
+	curl_free(scheme);
+	curl_free(host);
+	curl_url_cleanup(h);
+	PG_RETURN_TEXT_P(result);
+}
+
+/* n bytes from pg_strong_random, as bytea. */
+Datum
+webhook_random_bytes(PG_FUNCTION_ARGS)
+{
+	int32		n = PG_GETARG_INT32(0);
+	bytea	   *result;
+
+	if (n < 1 || n > 1024)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("random byte count must be between 1 and 1024")));
+	result = (bytea *) palloc(VARHDRSZ + n);
+	SET_VARSIZE(result, VARHDRSZ + n);
+	if (!pg_strong_random(VARDATA(result), n))
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg("could not generate random bytes")));
+	PG_RETURN_BYTEA_P(result);
+}
+
+/* Is this jsonb value null, "", [] or {}? */
+static bool
+jsonb_value_is_empty(JsonbValue *v)
+{
+	switch (v->type)
+	{
+		case jbvNull:
+			return true;
+		case jbvString:
+			return v->val.string.len == 0;
+		case jbvBinary:
+			return JsonContainerSize(v->val.binary.data) == 0;
+		default:
+			return false;
+	}
+}
+
+/*
+ * The top-level object without keys whose values are null, "", [] or {}:
+ * the compact message object of DESIGN §3. Non-objects are returned as is.
+ */
+Datum
+webhook_strip(PG_FUNCTION_ARGS)
+{
+	Jsonb	   *in = PG_GETARG_JSONB_P(0);
+	JsonbIterator *it;
+	JsonbIteratorToken tok;
+	JsonbParseState *state = NULL;
+	JsonbValue	key;
+	JsonbValue	val;
+	JsonbValue *res = NULL;
+	bool		changed = false;
+
+	if (!JB_ROOT_IS_OBJECT(in))
+		PG_RETURN_JSONB_P(in);
+
+	/* First pass: is there anything to strip? Most rows have no nulls. */
+	it = JsonbIteratorInit(&in->root);
+	while ((tok = JsonbIteratorNext(&it, &val, true)) != WJB_DONE)
+	{
+		if (tok == WJB_VALUE && jsonb_value_is_empty(&val))
+		{
+			changed = true;
+			break;
+		}
+	}
+	if (!changed)
+		PG_RETURN_JSONB_P(in);
+
+	it = JsonbIteratorInit(&in->root);
+	while ((tok = JsonbIteratorNext(&it, &val, true)) != WJB_DONE)
+	{
+		switch (tok)
+		{
+			case WJB_BEGIN_OBJECT:
+			case WJB_END_OBJECT:
+				res = pushJsonbValue(&state, tok, NULL);
+				break;
+			case WJB_KEY:
+				key = val;
+				break;
+			case WJB_VALUE:
+				if (!jsonb_value_is_empty(&val))
+				{
+					pushJsonbValue(&state, WJB_KEY, &key);
+					pushJsonbValue(&state, WJB_VALUE, &val);
+				}
+				break;
+			default:
+				elog(ERROR, "unexpected jsonb token %d", (int) tok);
+		}
+	}
+	PG_RETURN_JSONB_P(JsonbValueToJsonb(res));
+}
+
+/* Wake the worker when the current transaction commits. */
+Datum
+webhook_wake(PG_FUNCTION_ARGS)
+{
+	WebhookWakeAtCommit();
+	PG_RETURN_VOID();
+}

@@ -1,0 +1,131 @@
+/*-------------------------------------------------------------------------
+ *
+ * webhook.c
+ *		Module entry point: settings, shared memory and the wake-at-commit
+ *		path that tells the delivery worker new events are queued.
+ *
+ * The settings are defined in every backend that loads the library, so the
+ * SQL API works without preloading; the shared memory and the worker need
+ * shared_preload_libraries.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "storage/lwlock.h"
+#include "storage/ipc.h"
+#include "storage/shmem.h"
+
+#include "guc.h"
+#include "webhook.h"
+
+PG_MODULE_MAGIC;
+
+void		_PG_init(void);
+
+WebhookShared *webhook_shared = NULL;
+
+static shmem_request_hook_type prev_shmem_request_hook = NULL;
+static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
+
+/* Set when this transaction queued events; read at commit. */
+static bool wake_pending = false;
+
+static void webhook_shmem_request(void);
+static void webhook_shmem_startup(void);
+static void webhook_xact_callback(XactEvent event, void *arg);
+
+/* Define the settings and, when preloaded, shared memory and the worker. */
+void
+_PG_init(void)
+{
+	if (IsBinaryUpgrade)
+		return;
+
+	WebhookDefineSettings();
+	RegisterXactCallback(webhook_xact_callback, NULL);
+
+	if (!process_shared_preload_libraries_in_progress)
+		return;
+
+	prev_shmem_request_hook = shmem_request_hook;
+	shmem_request_hook = webhook_shmem_request;
+	prev_shmem_startup_hook = shmem_startup_hook;
+	shmem_startup_hook = webhook_shmem_startup;
+
+	WebhookRegisterWorker();
+}
+
+static void
+webhook_shmem_request(void)
+{
+	if (prev_shmem_request_hook)
+		prev_shmem_request_hook();
+	RequestAddinShmemSpace(MAXALIGN(sizeof(WebhookShared)));
+}
+
+static void
+webhook_shmem_startup(void)
+{
+	bool		found;
+
+	if (prev_shmem_startup_hook)
+		prev_shmem_startup_hook();
+
+	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
+	webhook_shared = ShmemInitStruct("webhook", sizeof(WebhookShared), &found);
+	if (!found)
+	{
+		SpinLockInit(&webhook_shared->mutex);
+		webhook_shared->latch = NULL;
+		webhook_shared->database = InvalidOid;
+	}
+	LWLockRelease(AddinShmemInitLock);
+}
+
+/*
+ * Ask for the worker to be woken when the current transaction commits.
+ * Cheap enough to call once per statement: it only sets a flag.
+ */
+void
+WebhookWakeAtCommit(void)
+{
+	wake_pending = true;
+}
+
+/*
+ * At commit, set the worker's latch if this transaction queued events in the
+ * worker's database. One SetLatch per transaction, whatever it queued.
+ */
+static void
+webhook_xact_callback(XactEvent event, void *arg)
+{
+	Latch	   *latch = NULL;
+
+	switch (event)
+	{
+		case XACT_EVENT_COMMIT:
+		case XACT_EVENT_PARALLEL_COMMIT:
+			if (!wake_pending)
+				return;
+			wake_pending = false;
+			if (webhook_shared == NULL)
+				return;
+			SpinLockAcquire(&webhook_shared->mutex);
+			if (webhook_shared->database == MyDatabaseId)
+				latch = webhook_shared->latch;
+			SpinLockRelease(&webhook_shared->mutex);
+			if (latch)
+				SetLatch(latch);
+			break;
+		case XACT_EVENT_ABORT:
+		case XACT_EVENT_PARALLEL_ABORT:
+			wake_pending = false;
+			break;
+		default:
+			break;
+	}
+}

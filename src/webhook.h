@@ -1,0 +1,37 @@
+/*-------------------------------------------------------------------------
+ *
+ * webhook.h
+ *		Declarations shared by the webhook extension's modules.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef WEBHOOK_H
+#define WEBHOOK_H
+
+#include "postgres.h"
+
+#include "storage/latch.h"
+#include "storage/spin.h"
+
+#define WEBHOOK_VERSION "0.1"
+#define WEBHOOK_USER_AGENT "webhook/" WEBHOOK_VERSION
+#define WEBHOOK_WORKER_NAME "webhook worker"
+
+/* Shared state: where committing backends find the worker's latch. */
+typedef struct WebhookShared
+{
+	slock_t		mutex;
+	Latch	   *latch;			/* the worker's latch, NULL when not running */
+	Oid			database;		/* the database the worker serves */
+} WebhookShared;
+
+extern WebhookShared *webhook_shared;
+
+/* webhook.c */
+extern void WebhookWakeAtCommit(void);
+
+/* worker.c */
+extern void WebhookRegisterWorker(void);
+extern PGDLLEXPORT void WebhookWorkerMain(Datum main_arg);
+
+#endif							/* WEBHOOK_H */

@@ -1,0 +1,1383 @@
+/*-------------------------------------------------------------------------
+ *
+ * worker.c
+ *		The delivery worker: turns queued events into HTTP deliveries.
+ *
+ * One loop, three phases that never overlap a transaction with HTTP:
+ *
+ *	1. A round, in one short transaction: record the results of finished
+ *	   requests, claim due retries and handshakes, claim a batch of queued
+ *	   events and fan them out into deliveries (FOR UPDATE SKIP LOCKED),
+ *	   purge old deliveries. The claimed work is kept in memory.
+ *	2. Start requests, up to webhook.max_concurrency in flight and
+ *	   webhook.endpoint_concurrency per endpoint, so a slow endpoint only
+ *	   ever holds its own slots.
+ *	3. Wait on the latch, postmaster death and curl's sockets together.
+ *
+ * A delivery held in memory has in_flight = true in its row; the flag is
+ * cleared when its result is recorded, and at start-up for whatever a crash
+ * left behind, which is then sent again (at-least-once). Deliveries for an
+ * endpoint that already has a full backlog in memory are written with
+ * in_flight = false and picked up as retries when it has room.
+ *
+ * Every write of the worker only records progress, so its transactions
+ * commit asynchronously: a crash that loses a commit loses progress, and the
+ * work is done again, never lost.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <time.h>
+
+#include "access/xact.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_type.h"
+#include "commands/extension.h"
+#include "common/pg_prng.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "storage/ipc.h"
+#include "storage/proc.h"
+#include "tcop/tcopprot.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/hsearch.h"
+#include "utils/json.h"
+#include "utils/jsonb.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+#include "mb/pg_wchar.h"
+
+#include "guc.h"
+#include "http.h"
+#include "signing.h"
+#include "webhook.h"
+
+#define SAFETY_POLL_MS 10000	/* idle re-check, in case a wake-up was missed */
+#define PURGE_INTERVAL_MS 60000
+#define PURGE_BATCH 1000
+#define ERROR_BACKOFF_MS 1000
+
+typedef enum JobKind
+{
+	JOB_DELIVERY,
+	JOB_HANDSHAKE
+} JobKind;
+
+/* A verified (or handshaking) endpoint as the worker knows it. */
+typedef struct Endpoint
+{
+	int64		id;				/* hash key */
+	bool		live;			/* verified at the last reload */
+	char	   *url;			/* with ?token= for the channel format */
+	char	   *on_response;	/* regprocedure text, or NULL */
+	WebhookKey	key;
+	int			nheaders;
+	char	  **headers;		/* "Name: value" lines */
+	dlist_head	ready;			/* jobs waiting for a slot */
+	int			nready;
+	int			inflight;
+} Endpoint;
+
+/* One request to make: a delivery attempt or a handshake. */
+typedef struct Job
+{
+	dlist_node	node;
+	JobKind		kind;
+	int64		id;				/* delivery id, or endpoint id for a handshake */
+	int64		endpoint_id;
+	int64		event_id;
+	int			attempts;		/* attempts made before this one */
+	char	   *url;
+	char	   *body;
+	int			body_len;
+	char	   *challenge;		/* handshake: what must come back */
+	char	   *token;			/* handshake: the token it was sent with */
+	char	   *endpoint_url;	/* handshake: the url it was sent to */
+	WebhookKey *key;			/* handshake: the endpoint's signing key */
+	int			nheaders;		/* handshake: the endpoint's headers */
+	char	  **headers;
+	WebhookRequest req;
+} Job;
+
+static MemoryContext worker_ctx;	/* lives as long as the worker */
+static MemoryContext round_ctx;		/* reset after every round */
+static MemoryContext endpoint_ctx;	/* endpoint strings, replaced on reload */
+
+static HTAB *endpoints = NULL;
+static dlist_head finished = DLIST_STATIC_INIT(finished);	/* to record */
+static int	nready_total = 0;
+static List *handshakes_in_flight = NIL;	/* endpoint ids */
+static List *pending_release = NIL;	/* delivery ids to hand back to the table */
+
+static bool queue_hint = true;	/* the queue may have rows */
+static TimestampTz next_due = 0;	/* earliest retry or handshake due */
+static TimestampTz next_purge = 0;
+static TimestampTz backoff_until = 0;	/* no rounds before this, after an error */
+
+static SPIPlanPtr plan_fanout;
+static SPIPlanPtr plan_retry;
+static SPIPlanPtr plan_record;
+static SPIPlanPtr plan_handshakes;
+static SPIPlanPtr plan_handshake_result;
+static SPIPlanPtr plan_release;
+static SPIPlanPtr plan_endpoints;
+static SPIPlanPtr plan_endpoint_ok;
+static SPIPlanPtr plan_endpoint_fail;
+static SPIPlanPtr plan_endpoint_gone;
+static SPIPlanPtr plan_next_due;
+static SPIPlanPtr plan_purge;
+
+/* The body, per format; a user's function goes through _render_custom. */
+#define RENDER_SQL(ev, ep) \
+	"CASE " ep ".format " \
+	"WHEN 'slackchat' THEN webhook.format_slackchat(" ev ", " ep ")::text " \
+	"WHEN 'channel' THEN webhook.format_channel(" ev ", " ep ")::text " \
+	"WHEN 'phraseanet' THEN webhook.format_phraseanet(" ev ", " ep ")::text " \
+	"WHEN 'supabase' THEN webhook.format_supabase(" ev ", " ep ")::text " \
+	"ELSE webhook._render_custom(" ev ", " ep ") END"
+
+/*
+ * Claim a batch of queued events, turn each into one delivery per verified
+ * endpoint whose filters match, and return those to be held in memory.
+ * $1 batch size, $2 endpoints with room in memory.
+ */
+static const char *sql_fanout =
+"WITH q AS ("
+"  DELETE FROM webhook.queue WHERE id IN ("
+"    SELECT id FROM webhook.queue ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED)"
+"  RETURNING *),"
+" ev AS ("
+"  SELECT q.*, pg_catalog.jsonb_build_object("
+"    'id', q.id, 'type', q.type, 'kind', q.kind, 'op', q.op, 'update_type', q.update_type,"
+"    'channel', q.channel, 'chat_type', q.chat_type, 'message', q.message,"
+"    'record', q.record, 'old_record', q.old_record, 'data', q.data,"
+"    'table', c.relname, 'schema', n.nspname, 'created_at', q.created_at) AS event"
+"  FROM q LEFT JOIN pg_catalog.pg_class c ON c.oid = q.source"
+"  LEFT JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace),"
+" ins AS ("
+"  INSERT INTO webhook.delivery (endpoint_id, event_id, event, in_flight)"
+"  SELECT e.id, ev.id, ev.event, e.id = ANY ($2)"
+"  FROM ev JOIN webhook.endpoint e ON e.state = 'verified'"
+"   AND (e.events IS NULL OR ev.type = ANY (e.events) OR ev.update_type = ANY (e.events))"
+"   AND (e.channels IS NULL OR ev.channel = ANY (e.channels))"
+"   AND (e.keywords IS NULL OR ev.message IS NULL OR EXISTS ("
+"        SELECT 1 FROM pg_catalog.unnest(e.keywords) AS k"
+"        WHERE pg_catalog.strpos(pg_catalog.lower(ev.message->>'content'), pg_catalog.lower(k)) > 0))"
+"  ORDER BY ev.id, e.id"
+"  RETURNING id, endpoint_id, event_id, event, in_flight)"
+" SELECT ins.id, ins.endpoint_id, ins.event_id, 0, " RENDER_SQL("ins.event", "e")
+" FROM ins JOIN webhook.endpoint e ON e.id = ins.endpoint_id"
+" WHERE ins.in_flight"
+" UNION ALL SELECT -1, -1, pg_catalog.count(*), 0, NULL FROM q";
+
+/* Claim due deliveries of endpoints with room. $1 limit, $2 endpoints. */
+static const char *sql_retry =
+"WITH c AS ("
+"  UPDATE webhook.delivery d SET in_flight = true"
+"  WHERE d.id IN ("
+"    SELECT id FROM webhook.delivery"
+"    WHERE status = 'pending' AND NOT in_flight AND next_attempt_at <= pg_catalog.now()"
+"      AND endpoint_id = ANY ($2)"
+"    ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED)"
+"  RETURNING d.id, d.endpoint_id, d.event_id, d.attempts, d.event)"
+" SELECT c.id, c.endpoint_id, c.event_id, c.attempts, " RENDER_SQL("c.event", "e")
+" FROM c JOIN webhook.endpoint e ON e.id = c.endpoint_id";
+
+/* Write back a batch of delivery results. */
+static const char *sql_record =
+"UPDATE webhook.delivery d SET"
+"  status = u.status, attempts = d.attempts + 1, in_flight = false,"
+"  next_attempt_at = CASE WHEN u.delay_ms IS NULL THEN d.next_attempt_at"
+"                    ELSE pg_catalog.now() + u.delay_ms * interval '1 millisecond' END,"
+"  response_status = u.rs, response_headers = u.rh::jsonb, response_body = u.rb,"
+"  last_error = u.err,"
+"  delivered_at = CASE WHEN u.status = 'delivered' THEN pg_catalog.now() END,"
+"  duration = u.dur_us * interval '1 microsecond'"
+" FROM ROWS FROM (pg_catalog.unnest($1::bigint[]), pg_catalog.unnest($2::text[]),"
+"   pg_catalog.unnest($3::bigint[]), pg_catalog.unnest($4::integer[]), pg_catalog.unnest($5::text[]),"
+"   pg_catalog.unnest($6::text[]), pg_catalog.unnest($7::text[]), pg_catalog.unnest($8::bigint[]))"
+"   AS u(id, status, delay_ms, rs, rh, rb, err, dur_us)"
+" WHERE d.id = u.id";
+
+/* Endpoints due for a handshake, not already in flight. $1 in flight. */
+static const char *sql_handshakes =
+"SELECT e.id, e.url, e.token, e.secret, e.headers::text, e.format,"
+"  pg_catalog.encode(webhook._random_bytes(16), 'hex') AS challenge,"
+"  e.verify_attempts"
+" FROM webhook.endpoint e"
+" WHERE e.state = 'pending' AND e.verify AND e.verify_next_at <= pg_catalog.now()"
+"   AND NOT e.id = ANY ($1)"
+" ORDER BY e.verify_next_at LIMIT 100";
+
+static const char *sql_handshake_result =
+"SELECT webhook._handshake_result($1, $2, $3, $4, $5, $6, $7, $8)";
+
+static const char *sql_release =
+"UPDATE webhook.delivery SET in_flight = false WHERE id = ANY ($1) AND in_flight";
+
+static const char *sql_endpoints =
+"SELECT id, url, format, token, secret, headers::text, on_response"
+" FROM webhook.endpoint WHERE state = 'verified'";
+
+static const char *sql_endpoint_ok =
+"UPDATE webhook.endpoint SET failing_since = NULL"
+" WHERE id = ANY ($1) AND failing_since IS NOT NULL";
+
+/* Note failures; disable endpoints failing with no success for too long. $2 seconds, 0 never. */
+static const char *sql_endpoint_fail =
+"UPDATE webhook.endpoint SET"
+"  failing_since = coalesce(failing_since, pg_catalog.now()),"
+"  state = CASE WHEN $2 > 0 AND state = 'verified'"
+"               AND failing_since <= pg_catalog.now() - $2 * interval '1 second'"
+"          THEN 'disabled' ELSE state END,"
+"  state_reason = CASE WHEN $2 > 0 AND state = 'verified'"
+"               AND failing_since <= pg_catalog.now() - $2 * interval '1 second'"
+"          THEN 'failing with no success since ' || failing_since ELSE state_reason END,"
+"  updated_at = pg_catalog.now()"
+" WHERE id = ANY ($1) AND (failing_since IS NULL OR"
+"   ($2 > 0 AND state = 'verified' AND failing_since <= pg_catalog.now() - $2 * interval '1 second'))";
+
+static const char *sql_endpoint_gone =
+"UPDATE webhook.endpoint SET state = 'disabled',"
+"  state_reason = 'the endpoint answered 410 Gone', updated_at = pg_catalog.now()"
+" WHERE id = ANY ($1) AND state = 'verified'";
+
+/* When is the next retry or handshake due? $1 endpoints with room, $2 handshakes in flight. */
+static const char *sql_next_due =
+"SELECT least("
+"  (SELECT next_attempt_at FROM webhook.delivery"
+"    WHERE status = 'pending' AND NOT in_flight AND endpoint_id = ANY ($1)"
+"    ORDER BY next_attempt_at LIMIT 1),"
+"  (SELECT pg_catalog.min(verify_next_at) FROM webhook.endpoint"
+"    WHERE state = 'pending' AND verify AND NOT id = ANY ($2)))";
+
+static const char *sql_purge =
+"DELETE FROM webhook.delivery WHERE id IN ("
+"  SELECT id FROM webhook.delivery"
+"  WHERE status <> 'pending' AND created_at < pg_catalog.now() - $1 * interval '1 second'"
+"  LIMIT $2)";
+
+static void start_handshakes(dlist_head *claimed);
+
+/* Register the worker; called from _PG_init while preloading. */
+void
+WebhookRegisterWorker(void)
+{
+	BackgroundWorker worker;
+
+	memset(&worker, 0, sizeof(worker));
+	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	worker.bgw_restart_time = 1;
+	strlcpy(worker.bgw_library_name, "webhook", BGW_MAXLEN);
+	strlcpy(worker.bgw_function_name, "WebhookWorkerMain", BGW_MAXLEN);
+	strlcpy(worker.bgw_name, WEBHOOK_WORKER_NAME, BGW_MAXLEN);
+	strlcpy(worker.bgw_type, WEBHOOK_WORKER_NAME, BGW_MAXLEN);
+	RegisterBackgroundWorker(&worker);
+}
+
+static void
+clear_shared_latch(int code, Datum arg)
+{
+	SpinLockAcquire(&webhook_shared->mutex);
+	webhook_shared->latch = NULL;
+	webhook_shared->database = InvalidOid;
+	SpinLockRelease(&webhook_shared->mutex);
+}
+
+static SPIPlanPtr
+prepare(const char *sql, int nargs, Oid *types)
+{
+	SPIPlanPtr	plan = SPI_prepare(sql, nargs, types);
+
+	if (plan == NULL)
+		elog(ERROR, "could not prepare worker statement: %s", SPI_result_code_string(SPI_result));
+	SPI_keepplan(plan);
+	return plan;
+}
+
+/* Prepare the worker's statements; once, inside its first round. */
+static void
+prepare_plans(void)
+{
+	Oid			t_fanout[] = {INT4OID, INT8ARRAYOID};
+	Oid			t_record[] = {INT8ARRAYOID, TEXTARRAYOID, INT8ARRAYOID, INT4ARRAYOID,
+	TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID, INT8ARRAYOID};
+	Oid			t_ids[] = {INT8ARRAYOID};
+	Oid			t_fail[] = {INT8ARRAYOID, INT4OID};
+	Oid			t_due[] = {INT8ARRAYOID, INT8ARRAYOID};
+	Oid			t_hs[] = {INT8OID, TEXTOID, TEXTOID, TEXTOID, INT4OID, TEXTOID, TEXTOID, INT8OID};
+	Oid			t_purge[] = {INT4OID, INT4OID};
+
+	if (plan_fanout)
+		return;
+	plan_fanout = prepare(sql_fanout, 2, t_fanout);
+	plan_retry = prepare(sql_retry, 2, t_fanout);
+	plan_record = prepare(sql_record, 8, t_record);
+	plan_handshakes = prepare(sql_handshakes, 1, t_ids);
+	plan_handshake_result = prepare(sql_handshake_result, 8, t_hs);
+	plan_release = prepare(sql_release, 1, t_ids);
+	plan_endpoints = prepare(sql_endpoints, 0, NULL);
+	plan_endpoint_ok = prepare(sql_endpoint_ok, 1, t_ids);
+	plan_endpoint_fail = prepare(sql_endpoint_fail, 2, t_fail);
+	plan_endpoint_gone = prepare(sql_endpoint_gone, 1, t_ids);
+	plan_next_due = prepare(sql_next_due, 2, t_due);
+	plan_purge = prepare(sql_purge, 2, t_purge);
+}
+
+static Datum
+int8_array(List *ids)
+{
+	Datum	   *d = palloc(sizeof(Datum) * Max(list_length(ids), 1));
+	ListCell   *lc;
+	int			n = 0;
+
+	foreach(lc, ids)
+		d[n++] = Int64GetDatum(*(int64 *) lfirst(lc));
+	return PointerGetDatum(construct_array(d, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+}
+
+static List *
+lappend_id(List *l, int64 id)
+{
+	int64	   *p = palloc(sizeof(int64));
+
+	*p = id;
+	return lappend(l, p);
+}
+
+/* Does the text of a column hold a value? */
+static char *
+getstr(HeapTuple tup, TupleDesc desc, int col)
+{
+	return SPI_getvalue(tup, desc, col);
+}
+
+static int64
+getint8(HeapTuple tup, TupleDesc desc, int col)
+{
+	bool		isnull;
+	Datum		d = SPI_getbinval(tup, desc, col, &isnull);
+
+	if (isnull)
+		return 0;
+	switch (TupleDescAttr(desc, col - 1)->atttypid)
+	{
+		case INT4OID:
+			return DatumGetInt32(d);
+		default:
+			return DatumGetInt64(d);
+	}
+}
+
+/* Parse an endpoint's headers jsonb text into "Name: value" lines. */
+static void
+parse_headers(const char *json, int *n, char ***lines)
+{
+	Datum		j = DirectFunctionCall1(jsonb_in, CStringGetDatum(json));
+	Jsonb	   *jb = DatumGetJsonbP(j);
+	JsonbIterator *it = JsonbIteratorInit(&jb->root);
+	JsonbValue	v;
+	JsonbIteratorToken tok;
+	char	   *key = NULL;
+	int			count = 0;
+	char	  **out = palloc(sizeof(char *) * (JsonContainerSize(&jb->root) + 1));
+
+	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+	{
+		if (tok == WJB_KEY)
+			key = pnstrdup(v.val.string.val, v.val.string.len);
+		else if (tok == WJB_VALUE && v.type == jbvString && key)
+			out[count++] = psprintf("%s: %.*s", key, v.val.string.len, v.val.string.val);
+	}
+	*n = count;
+	*lines = out;
+}
+
+/* The URL to post to: the channel format carries the token as ?token=. */
+static char *
+delivery_url(const char *url, const char *format, const char *token)
+{
+	CURLU	   *h;
+	char	   *query;
+	char	   *full = NULL;
+	char	   *result;
+
+	if (strcmp(format, "channel") != 0)
+		return pstrdup(url);
+	h = curl_url();
+	query = psprintf("token=%s", token);
+	if (h == NULL ||
+		curl_url_set(h, CURLUPART_URL, url, 0) != CURLUE_OK ||
+		curl_url_set(h, CURLUPART_QUERY, query, CURLU_APPENDQUERY | CURLU_URLENCODE) != CURLUE_OK ||
+		curl_url_get(h, CURLUPART_URL, &full, 0) != CURLUE_OK)
+	{
+		curl_url_cleanup(h);
+		return pstrdup(url);
+	}
+	result = pstrdup(full);
+	curl_free(full);
+	curl_url_cleanup(h);
+	return result;
+}
+
+/*
+ * Reload the verified endpoints. Jobs waiting for an endpoint that is no
+ * longer verified are dropped from memory and their ids kept in
+ * pending_release, to be handed back to the table (until that commits).
+ */
+static void
+reload_endpoints(void)
+{
+	MemoryContext newctx;
+	MemoryContext old;
+	HASH_SEQ_STATUS hs;
+	Endpoint   *ep;
+	uint64		i;
+
+	if (SPI_execute_plan(plan_endpoints, NULL, NULL, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not read webhook.endpoint");
+
+	hash_seq_init(&hs, endpoints);
+	while ((ep = hash_seq_search(&hs)) != NULL)
+		ep->live = false;
+
+	newctx = AllocSetContextCreate(worker_ctx, "webhook endpoints", ALLOCSET_SMALL_SIZES);
+	old = MemoryContextSwitchTo(newctx);
+	for (i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		int64		id = getint8(tup, desc, 1);
+		bool		found;
+		char	   *secret = getstr(tup, desc, 5);
+
+		ep = hash_search(endpoints, &id, HASH_ENTER, &found);
+		if (!found)
+		{
+			dlist_init(&ep->ready);
+			ep->nready = 0;
+			ep->inflight = 0;
+		}
+		ep->live = true;
+		ep->url = delivery_url(getstr(tup, desc, 2), getstr(tup, desc, 3), getstr(tup, desc, 4));
+		ep->on_response = getstr(tup, desc, 7);
+		if (!WebhookDecodeSecret(secret, &ep->key))
+			ep->live = false;	/* create_endpoint refuses such secrets */
+		parse_headers(getstr(tup, desc, 6), &ep->nheaders, &ep->headers);
+	}
+	MemoryContextSwitchTo(old);
+	if (endpoint_ctx)
+		MemoryContextDelete(endpoint_ctx);
+	endpoint_ctx = newctx;
+
+	hash_seq_init(&hs, endpoints);
+	while ((ep = hash_seq_search(&hs)) != NULL)
+	{
+		if (ep->live)
+			continue;
+		while (!dlist_is_empty(&ep->ready))
+		{
+			Job		   *job = dlist_container(Job, node, dlist_pop_head_node(&ep->ready));
+
+			MemoryContext old2 = MemoryContextSwitchTo(worker_ctx);
+
+			pending_release = lappend_id(pending_release, job->id);
+			MemoryContextSwitchTo(old2);
+			nready_total--;
+			pfree(job->body);
+			pfree(job);
+		}
+		ep->nready = 0;
+		ep->url = NULL;
+		ep->on_response = NULL;
+		ep->headers = NULL;
+		ep->nheaders = 0;
+		if (ep->inflight == 0)
+			hash_search(endpoints, &ep->id, HASH_REMOVE, NULL);
+	}
+}
+
+/* Endpoints that can take more jobs into memory. */
+static List *
+endpoints_with_room(void)
+{
+	HASH_SEQ_STATUS hs;
+	Endpoint   *ep;
+	List	   *room = NIL;
+
+	hash_seq_init(&hs, endpoints);
+	while ((ep = hash_seq_search(&hs)) != NULL)
+		if (ep->live && ep->nready < webhook_batch_size)
+			room = lappend_id(room, ep->id);
+	return room;
+}
+
+/* Make jobs from claimed delivery rows; they join ready lists after commit. */
+static int
+collect_jobs(dlist_head *claimed, int64 *queue_rows)
+{
+	uint64		i;
+	int			n = 0;
+	MemoryContext old = MemoryContextSwitchTo(worker_ctx);
+
+	for (i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		int64		id = getint8(tup, desc, 1);
+		Job		   *job;
+		char	   *body;
+
+		if (id < 0)
+		{
+			/* the fan-out's trailing row: how many queue rows it claimed */
+			*queue_rows = getint8(tup, desc, 3);
+			continue;
+		}
+		job = palloc0(sizeof(Job));
+		job->kind = JOB_DELIVERY;
+		job->id = id;
+		job->endpoint_id = getint8(tup, desc, 2);
+		job->event_id = getint8(tup, desc, 3);
+		job->attempts = (int) getint8(tup, desc, 4);
+		body = SPI_getvalue(tup, desc, 5);
+		job->body = body ? body : NULL;
+		job->body_len = body ? strlen(body) : 0;
+		dlist_push_tail(claimed, &job->node);
+		n++;
+	}
+	MemoryContextSwitchTo(old);
+	return n;
+}
+
+/* Add claimed jobs to their endpoints' ready lists; after commit. */
+static void
+enqueue_jobs(dlist_head *claimed)
+{
+	while (!dlist_is_empty(claimed))
+	{
+		Job		   *job = dlist_container(Job, node, dlist_pop_head_node(claimed));
+		Endpoint   *ep = hash_search(endpoints, &job->endpoint_id, HASH_FIND, NULL);
+
+		if (ep == NULL || !ep->live)
+		{
+			/* cannot happen: the claim joined the endpoints of this round */
+			MemoryContext old = MemoryContextSwitchTo(worker_ctx);
+
+			pending_release = lappend_id(pending_release, job->id);
+			MemoryContextSwitchTo(old);
+			if (job->body)
+				pfree(job->body);
+			pfree(job);
+			continue;
+		}
+		dlist_push_tail(&ep->ready, &job->node);
+		ep->nready++;
+		nready_total++;
+	}
+}
+
+static void
+free_jobs(dlist_head *jobs)
+{
+	while (!dlist_is_empty(jobs))
+	{
+		Job		   *job = dlist_container(Job, node, dlist_pop_head_node(jobs));
+
+		if (job->body)
+			pfree(job->body);
+		pfree(job);
+	}
+}
+
+/* The delay before the next attempt, or -1 when the schedule is used up. */
+static int64
+retry_delay(int attempts_made, int64 at_least_ms)
+{
+	int64		ms;
+	double		jitter;
+
+	if (attempts_made > webhook_schedule.count)
+		return -1;
+	ms = webhook_schedule.delay_ms[attempts_made - 1];
+	jitter = 0.8 + 0.4 * pg_prng_double(&pg_global_prng_state);
+	ms = (int64) (ms * jitter);
+	return Max(ms, at_least_ms);
+}
+
+/* Make text safe to store: valid in the database encoding, no NUL bytes. */
+static char *
+clean_text(const char *s, size_t len)
+{
+	StringInfoData buf;
+	int			enc = GetDatabaseEncoding();
+
+	initStringInfo(&buf);
+	while (len > 0)
+	{
+		int			ok = pg_encoding_verifymbstr(enc, s, len);
+
+		appendBinaryStringInfo(&buf, s, ok);
+		s += ok;
+		len -= ok;
+		if (len > 0)
+		{
+			appendStringInfoString(&buf, enc == PG_UTF8 ? "\xEF\xBF\xBD" : "?");
+			s++;
+			len--;
+		}
+	}
+	return buf.data;
+}
+
+/* The response header lines as a JSON object, names lowercased. */
+static char *
+headers_json(WebhookRequest *req, int64 *retry_after_ms)
+{
+	StringInfoData buf;
+	char	   *text;
+	char	   *line;
+	char	   *save;
+	bool		first = true;
+
+	*retry_after_ms = 0;
+	initStringInfo(&buf);
+	appendStringInfoChar(&buf, '{');
+	text = clean_text(req->hdrs ? req->hdrs : "", req->hdrs ? req->hdrs_len : 0);
+	for (line = strtok_r(text, "\r\n", &save); line; line = strtok_r(NULL, "\r\n", &save))
+	{
+		char	   *colon = strchr(line, ':');
+		char	   *name;
+		char	   *value;
+
+		if (colon == NULL || strncmp(line, "HTTP/", 5) == 0)
+			continue;
+		*colon = '\0';
+		for (name = line; *name; name++)
+			*name = pg_tolower((unsigned char) *name);
+		name = line;
+		value = colon + 1;
+		while (*value == ' ' || *value == '\t')
+			value++;
+		if (strcmp(name, "retry-after") == 0)
+		{
+			char	   *end;
+			long		secs = strtol(value, &end, 10);
+
+			if (end != value && secs >= 0)
+				*retry_after_ms = (int64) Min(secs, 86400L * 30) * 1000;
+			else
+			{
+				time_t		when = curl_getdate(value, NULL);
+
+				if (when > 0 && when > time(NULL))
+					*retry_after_ms = (int64) (when - time(NULL)) * 1000;
+			}
+		}
+		if (!first)
+			appendStringInfoChar(&buf, ',');
+		first = false;
+		escape_json(&buf, name);
+		appendStringInfoChar(&buf, ':');
+		escape_json(&buf, value);
+	}
+	appendStringInfoChar(&buf, '}');
+	return buf.data;
+}
+
+/* Call the endpoint's on_response function in a subtransaction; the error text, or NULL. */
+static char *
+call_on_response(Job *job, const char *fn, int status, const char *headers, const char *body)
+{
+	MemoryContext old = CurrentMemoryContext;
+	ResourceOwner owner = CurrentResourceOwner;
+	char	   *volatile err = NULL;
+	char	   *sql;
+
+	sql = psprintf("SELECT %s(d, $1, $2::jsonb, $3) FROM webhook.delivery d WHERE d.id = %lld",
+				   fn, (long long) job->id);
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(old);
+	PG_TRY();
+	{
+		Oid			types[] = {INT4OID, TEXTOID, TEXTOID};
+		Datum		vals[3];
+		char		nulls[3] = {' ', ' ', ' '};
+
+		vals[0] = Int32GetDatum(status);
+		vals[1] = CStringGetTextDatum(headers);
+		vals[2] = CStringGetTextDatum(body);
+		SPI_execute_with_args(sql, 3, types, vals, nulls, false, 0);
+		ReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(old);
+		CurrentResourceOwner = owner;
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(old);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(old);
+		CurrentResourceOwner = owner;
+		err = psprintf("on_response %s failed: %s", fn, edata->message);
+		FreeErrorData(edata);
+	}
+	PG_END_TRY();
+	return err;
+}
+
+/* The endpoint's on_response function, if it has one. */
+static const char *
+ep_on_response(int64 endpoint_id)
+{
+	Endpoint   *ep = hash_search(endpoints, &endpoint_id, HASH_FIND, NULL);
+
+	return ep ? ep->on_response : NULL;
+}
+
+/* Record the finished requests in the current transaction. */
+static void
+record_results(dlist_head *done)
+{
+	int			n = 0;
+	int			cap = 0;
+	Datum	   *ids = NULL,
+			   *status = NULL,
+			   *delay = NULL,
+			   *rs = NULL,
+			   *rh = NULL,
+			   *rb = NULL,
+			   *err = NULL,
+			   *dur = NULL;
+	bool	   *n_delay = NULL,
+			   *n_rs = NULL,
+			   *n_rh = NULL,
+			   *n_rb = NULL,
+			   *n_err = NULL;
+	List	   *ok_eps = NIL;
+	List	   *fail_eps = NIL;
+	List	   *gone_eps = NIL;
+	dlist_iter	it;
+
+	dlist_foreach(it, done)
+		cap++;
+	if (cap == 0)
+		return;
+
+#define ALLOC_COL(a) a = palloc0(sizeof(Datum) * cap)
+#define ALLOC_NUL(a) a = palloc0(sizeof(bool) * cap)
+	ALLOC_COL(ids);
+	ALLOC_COL(status);
+	ALLOC_COL(delay);
+	ALLOC_COL(rs);
+	ALLOC_COL(rh);
+	ALLOC_COL(rb);
+	ALLOC_COL(err);
+	ALLOC_COL(dur);
+	ALLOC_NUL(n_delay);
+	ALLOC_NUL(n_rs);
+	ALLOC_NUL(n_rh);
+	ALLOC_NUL(n_rb);
+	ALLOC_NUL(n_err);
+
+	dlist_foreach(it, done)
+	{
+		Job		   *job = dlist_container(Job, node, it.cur);
+		WebhookRequest *req = &job->req;
+		bool		got_response = req->status > 0 && req->result == CURLE_OK;
+		int64		retry_after = 0;
+		char	   *hjson = got_response ? headers_json(req, &retry_after) : NULL;
+		char	   *body = got_response ? clean_text(req->resp ? req->resp : "", req->resp_len) : NULL;
+		char	   *error = NULL;
+
+		if (job->kind == JOB_HANDSHAKE)
+		{
+			Datum		v[8];
+			char		nl[8] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
+			int64		d = retry_delay(job->attempts + 1, retry_after);
+
+			v[0] = Int64GetDatum(job->id);
+			v[1] = CStringGetTextDatum(job->url);
+			v[2] = CStringGetTextDatum(job->token);
+			v[3] = CStringGetTextDatum(job->challenge);
+			v[4] = Int32GetDatum((int32) req->status);
+			if (!got_response)
+				nl[4] = 'n';
+			v[5] = body ? CStringGetTextDatum(body) : (Datum) 0;
+			if (!body)
+				nl[5] = 'n';
+			v[6] = got_response ? (Datum) 0 : CStringGetTextDatum(WebhookHttpError(req));
+			if (got_response)
+				nl[6] = 'n';
+			v[7] = Int64GetDatum(d);
+			if (SPI_execute_plan(plan_handshake_result, v, nl, false, 0) != SPI_OK_SELECT)
+				elog(ERROR, "could not record a handshake");
+			continue;
+		}
+
+		ids[n] = Int64GetDatum(job->id);
+		dur[n] = Int64GetDatum(req->duration_us);
+		if (got_response)
+		{
+			rs[n] = Int32GetDatum((int32) req->status);
+			rh[n] = CStringGetTextDatum(hjson);
+			rb[n] = CStringGetTextDatum(body);
+		}
+		else
+		{
+			n_rs[n] = n_rh[n] = n_rb[n] = true;
+			error = pstrdup(WebhookHttpError(req));
+		}
+
+		if (got_response && ep_on_response(job->endpoint_id))
+			error = call_on_response(job, ep_on_response(job->endpoint_id),
+									 (int) req->status, hjson, body);
+
+		if (got_response && req->status >= 200 && req->status < 300)
+		{
+			status[n] = CStringGetTextDatum("delivered");
+			n_delay[n] = true;
+			ok_eps = lappend_id(ok_eps, job->endpoint_id);
+		}
+		else
+		{
+			int64		d = -1;
+
+			if (got_response && req->status == 410)
+				gone_eps = lappend_id(gone_eps, job->endpoint_id);
+			else
+			{
+				d = retry_delay(job->attempts + 1,
+								(req->status == 429 || req->status == 503) ? retry_after : 0);
+				fail_eps = lappend_id(fail_eps, job->endpoint_id);
+			}
+			if (got_response && error == NULL)
+				error = psprintf("HTTP %ld", req->status);
+			if (d < 0)
+			{
+				status[n] = CStringGetTextDatum("failed");
+				n_delay[n] = true;
+			}
+			else
+			{
+				status[n] = CStringGetTextDatum("pending");
+				delay[n] = Int64GetDatum(d);
+			}
+		}
+		if (error)
+			err[n] = CStringGetTextDatum(error);
+		else
+			n_err[n] = true;
+		n++;
+	}
+
+	if (n > 0)
+	{
+		Datum		v[8];
+
+		v[0] = PointerGetDatum(construct_array(ids, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+		v[1] = PointerGetDatum(construct_array(status, n, TEXTOID, -1, false, TYPALIGN_INT));
+		v[2] = PointerGetDatum(construct_md_array(delay, n_delay, 1, &n, (int[]) {1}, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+		v[3] = PointerGetDatum(construct_md_array(rs, n_rs, 1, &n, (int[]) {1}, INT4OID, 4, true, TYPALIGN_INT));
+		v[4] = PointerGetDatum(construct_md_array(rh, n_rh, 1, &n, (int[]) {1}, TEXTOID, -1, false, TYPALIGN_INT));
+		v[5] = PointerGetDatum(construct_md_array(rb, n_rb, 1, &n, (int[]) {1}, TEXTOID, -1, false, TYPALIGN_INT));
+		v[6] = PointerGetDatum(construct_md_array(err, n_err, 1, &n, (int[]) {1}, TEXTOID, -1, false, TYPALIGN_INT));
+		v[7] = PointerGetDatum(construct_array(dur, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+		if (SPI_execute_plan(plan_record, v, NULL, false, 0) != SPI_OK_UPDATE)
+			elog(ERROR, "could not record deliveries");
+	}
+	if (ok_eps)
+	{
+		Datum		v[1] = {int8_array(ok_eps)};
+
+		SPI_execute_plan(plan_endpoint_ok, v, NULL, false, 0);
+	}
+	if (fail_eps)
+	{
+		Datum		v[2] = {int8_array(fail_eps), Int32GetDatum(webhook_disable_after)};
+
+		SPI_execute_plan(plan_endpoint_fail, v, NULL, false, 0);
+	}
+	if (gone_eps)
+	{
+		Datum		v[1] = {int8_array(gone_eps)};
+
+		SPI_execute_plan(plan_endpoint_gone, v, NULL, false, 0);
+	}
+}
+
+
+/* Claim handshakes that are due; they are started after commit. */
+static void
+claim_handshakes(dlist_head *claimed)
+{
+	Datum		v[1];
+	uint64		i;
+	MemoryContext old;
+
+	v[0] = int8_array(handshakes_in_flight);
+	if (SPI_execute_plan(plan_handshakes, v, NULL, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not read endpoints due for a handshake");
+	old = MemoryContextSwitchTo(worker_ctx);
+	for (i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		Job		   *job = palloc0(sizeof(Job));
+		StringInfoData body;
+
+		job->kind = JOB_HANDSHAKE;
+		job->id = job->endpoint_id = getint8(tup, desc, 1);
+		job->endpoint_url = getstr(tup, desc, 2);
+		job->token = getstr(tup, desc, 3);
+		job->url = delivery_url(job->endpoint_url, getstr(tup, desc, 6), job->token);
+		job->challenge = getstr(tup, desc, 7);
+		job->attempts = (int) getint8(tup, desc, 8);
+		job->key = palloc0(sizeof(WebhookKey));
+		if (!WebhookDecodeSecret(getstr(tup, desc, 4), job->key))
+			job->key->len = 0;
+		parse_headers(getstr(tup, desc, 5), &job->nheaders, &job->headers);
+		initStringInfo(&body);
+		appendStringInfoString(&body, "{\"token\": ");
+		escape_json(&body, job->token);
+		appendStringInfoString(&body, ", \"type\": \"url_verification\", \"challenge\": ");
+		escape_json(&body, job->challenge);
+		appendStringInfoChar(&body, '}');
+		job->body = body.data;
+		job->body_len = body.len;
+		dlist_push_tail(claimed, &job->node);
+	}
+	MemoryContextSwitchTo(old);
+}
+
+/* Build the request of a job (signed headers included) and start it. */
+static void
+start_job(Job *job, Endpoint *ep)
+{
+	WebhookRequest *req = &job->req;
+	struct curl_slist *h = NULL;
+	char		id[64];
+	int64		ts = (int64) time(NULL);
+	bool		hs = job->kind == JOB_HANDSHAKE;
+	const WebhookKey *key = hs ? job->key : &ep->key;
+	int			nheaders = hs ? job->nheaders : ep->nheaders;
+	char	  **headers = hs ? job->headers : ep->headers;
+	char	   *sig;
+	char		line[160];
+	int			i;
+
+	if (hs)
+		snprintf(id, sizeof(id), "vfy_%lld_%.8s", (long long) job->endpoint_id, job->challenge);
+	else
+		snprintf(id, sizeof(id), "msg_%lld_%lld", (long long) job->event_id, (long long) job->endpoint_id);
+	sig = WebhookSign(key, id, ts, job->body, job->body_len);
+
+	h = curl_slist_append(h, "Content-Type: application/json");
+	h = curl_slist_append(h, "Expect:");
+	snprintf(line, sizeof(line), "webhook-id: %s", id);
+	h = curl_slist_append(h, line);
+	snprintf(line, sizeof(line), "webhook-timestamp: " INT64_FORMAT, ts);
+	h = curl_slist_append(h, line);
+	snprintf(line, sizeof(line), "webhook-signature: %s", sig);
+	h = curl_slist_append(h, line);
+	for (i = 0; i < nheaders; i++)
+		h = curl_slist_append(h, headers[i]);
+	pfree(sig);
+	if (h == NULL)
+		elog(ERROR, "out of memory building request headers");
+
+	req->url = hs ? job->url : ep->url;
+	req->body = job->body;
+	req->body_len = job->body_len;
+	req->headers = h;
+	req->timeout_ms = webhook_timeout;
+	req->owner = job;
+	WebhookHttpStart(req);
+}
+
+/*
+ * Start as many ready jobs as the limits allow, one per endpoint in turn, so
+ * every endpoint gets its share of webhook.max_concurrency.
+ */
+static void
+start_ready_jobs(void)
+{
+	bool		progress = true;
+
+	while (progress && nready_total > 0 && WebhookHttpInFlight() < webhook_max_concurrency)
+	{
+		HASH_SEQ_STATUS hs;
+		Endpoint   *ep;
+
+		progress = false;
+		hash_seq_init(&hs, endpoints);
+		while ((ep = hash_seq_search(&hs)) != NULL)
+		{
+			Job		   *job;
+
+			if (ep->nready == 0 || ep->inflight >= webhook_endpoint_concurrency)
+				continue;
+			if (WebhookHttpInFlight() >= webhook_max_concurrency)
+			{
+				hash_seq_term(&hs);
+				break;
+			}
+			job = dlist_container(Job, node, dlist_pop_head_node(&ep->ready));
+			ep->nready--;
+			nready_total--;
+			ep->inflight++;
+			start_job(job, ep);
+			progress = true;
+		}
+	}
+}
+
+/* Move every node of *from to the end of *to. */
+static void
+move_all(dlist_head *to, dlist_head *from)
+{
+	while (!dlist_is_empty(from))
+		dlist_push_tail(to, dlist_pop_head_node(from));
+}
+
+/* Free recorded jobs; finished handshakes leave the in-flight list. */
+static void
+release_recorded(dlist_head *recorded)
+{
+	while (!dlist_is_empty(recorded))
+	{
+		Job		   *job = dlist_container(Job, node, dlist_pop_head_node(recorded));
+
+		if (job->kind == JOB_HANDSHAKE)
+		{
+			ListCell   *lc;
+
+			foreach(lc, handshakes_in_flight)
+			{
+				if (*(int64 *) lfirst(lc) == job->endpoint_id)
+				{
+					pfree(lfirst(lc));
+					handshakes_in_flight = foreach_delete_current(handshakes_in_flight, lc);
+					break;
+				}
+			}
+			pfree(job->key);
+			pfree(job->url);
+			pfree(job->endpoint_url);
+			pfree(job->token);
+			pfree(job->challenge);
+		}
+		else
+		{
+			Endpoint   *ep = hash_search(endpoints, &job->endpoint_id, HASH_FIND, NULL);
+
+			if (ep && !ep->live && ep->inflight == 0 && ep->nready == 0)
+				hash_search(endpoints, &job->endpoint_id, HASH_REMOVE, NULL);
+		}
+		WebhookHttpRelease(&job->req);
+		if (job->body)
+			pfree(job->body);
+		pfree(job);
+	}
+}
+
+/* Is the extension installed here, and not being created? */
+static bool
+extension_ready(void)
+{
+	Oid			nsp;
+
+	if (!OidIsValid(get_extension_oid("webhook", true)))
+		return false;
+	nsp = get_namespace_oid("webhook", true);
+	return OidIsValid(nsp) && OidIsValid(get_relname_relid("delivery", nsp)) &&
+		OidIsValid(get_relname_relid("queue", nsp));
+}
+
+/* Clear the in_flight marks a previous worker left: their requests died with it. */
+static void
+recover_in_flight(void)
+{
+	if (SPI_execute("UPDATE webhook.delivery SET in_flight = false"
+					" WHERE in_flight AND status = 'pending'", false, 0) != SPI_OK_UPDATE)
+		elog(ERROR, "could not recover in-flight deliveries");
+	if (SPI_processed > 0)
+		elog(LOG, "webhook worker: %llu deliveries that were in flight will be sent again",
+			 (unsigned long long) SPI_processed);
+}
+
+/* The round's work inside its transaction; false when the extension is absent. */
+static bool
+round_body(dlist_head *recording, dlist_head *claimed, dlist_head *handshakes,
+		   bool *recovered)
+{
+	List	   *room;
+	TimestampTz now;
+	bool		more = false;
+	bool		isnull;
+	Datum		d;
+	Datum		v[2];
+
+	if (!extension_ready())
+		return false;
+	prepare_plans();
+	if (!*recovered)
+	{
+		recover_in_flight();
+		*recovered = true;
+	}
+
+	record_results(recording);
+	reload_endpoints();
+	if (pending_release)
+	{
+		v[0] = int8_array(pending_release);
+		SPI_execute_plan(plan_release, v, NULL, false, 0);
+	}
+	claim_handshakes(handshakes);
+
+	room = endpoints_with_room();
+	if (room)
+	{
+		int64		queue_rows = 0;
+
+		v[0] = Int32GetDatum(webhook_batch_size);
+		v[1] = int8_array(room);
+		if (SPI_execute_plan(plan_retry, v, NULL, false, 0) != SPI_OK_SELECT)
+			elog(ERROR, "could not claim due deliveries");
+		if (collect_jobs(claimed, &queue_rows) >= webhook_batch_size)
+			more = true;
+		if (queue_hint)
+		{
+			if (SPI_execute_plan(plan_fanout, v, NULL, false, 0) != SPI_OK_SELECT)
+				elog(ERROR, "could not fan out queued events");
+			collect_jobs(claimed, &queue_rows);
+			queue_hint = queue_rows >= webhook_batch_size;
+		}
+	}
+
+	now = GetCurrentTimestamp();
+	if (now >= next_purge)
+	{
+		v[0] = Int32GetDatum(webhook_retention);
+		v[1] = Int32GetDatum(PURGE_BATCH);
+		SPI_execute_plan(plan_purge, v, NULL, false, 0);
+		next_purge = now + (SPI_processed >= PURGE_BATCH ? 0 : (int64) PURGE_INTERVAL_MS * 1000);
+	}
+
+	v[0] = int8_array(room);
+	v[1] = int8_array(handshakes_in_flight);
+	if (SPI_execute_plan(plan_next_due, v, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not read the next due time");
+	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	next_due = isnull ? now + (int64) SAFETY_POLL_MS * 1000 : DatumGetTimestampTz(d);
+	if (more || next_purge <= now)
+		next_due = now;
+	else if (next_due <= now)
+		next_due = now + 50 * 1000;	/* due but locked by someone else: look again soon */
+	return true;
+}
+
+/*
+ * One round in one short transaction: record, claim, fan out, purge. Claimed
+ * work is used only after the commit; if the round fails it is dropped (the
+ * rollback unclaimed it) and the results wait for the next round.
+ */
+static void
+do_round(bool *recovered)
+{
+	dlist_head	claimed;
+	dlist_head	handshakes;
+	dlist_head	recording;
+	MemoryContext old = MemoryContextSwitchTo(round_ctx);
+	volatile bool ready = true;
+
+	dlist_init(&claimed);
+	dlist_init(&handshakes);
+	dlist_init(&recording);
+	move_all(&recording, &finished);
+
+	PG_TRY();
+	{
+		SetCurrentStatementStartTimestamp();
+		StartTransactionCommand();
+		PushActiveSnapshot(GetTransactionSnapshot());
+		if (SPI_connect() != SPI_OK_CONNECT)
+			elog(ERROR, "SPI_connect failed");
+		pgstat_report_activity(STATE_RUNNING, "webhook worker round");
+		ready = round_body(&recording, &claimed, &handshakes, recovered);
+		SPI_finish();
+		PopActiveSnapshot();
+		CommitTransactionCommand();
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(worker_ctx);
+		edata = CopyErrorData();
+		FlushErrorState();
+		AbortOutOfAnyTransaction();
+		ereport(LOG,
+				(errmsg("webhook worker: round failed, retrying in %d ms: %s",
+						ERROR_BACKOFF_MS, edata->message)));
+		FreeErrorData(edata);
+		free_jobs(&claimed);
+		free_jobs(&handshakes);
+		/* nothing was recorded: the results wait for the next round */
+		move_all(&finished, &recording);
+		next_due = backoff_until = GetCurrentTimestamp() + (int64) ERROR_BACKOFF_MS * 1000;
+		/* plans may be stale (an ALTER or DROP EXTENSION); prepare them again */
+		plan_fanout = NULL;
+		pgstat_report_activity(STATE_IDLE, NULL);
+		MemoryContextSwitchTo(old);
+		MemoryContextReset(round_ctx);
+		return;
+	}
+	PG_END_TRY();
+
+	pgstat_report_stat(false);
+	pgstat_report_activity(STATE_IDLE, NULL);
+
+	if (!ready)
+	{
+		/* no extension (yet, or any more): nothing to record or claim */
+		*recovered = false;
+		plan_fanout = NULL;
+		next_due = GetCurrentTimestamp() + (int64) SAFETY_POLL_MS * 1000;
+	}
+	else
+	{
+		list_free_deep(pending_release);
+		pending_release = NIL;
+	}
+	release_recorded(&recording);
+	enqueue_jobs(&claimed);
+	start_handshakes(&handshakes);
+	MemoryContextSwitchTo(old);
+	MemoryContextReset(round_ctx);
+}
+
+/* Start the claimed handshakes. */
+static void
+start_handshakes(dlist_head *claimed)
+{
+	while (!dlist_is_empty(claimed))
+	{
+		Job		   *job = dlist_container(Job, node, dlist_pop_head_node(claimed));
+		MemoryContext old = MemoryContextSwitchTo(worker_ctx);
+
+		handshakes_in_flight = lappend_id(handshakes_in_flight, job->endpoint_id);
+		MemoryContextSwitchTo(old);
+		start_job(job, NULL);
+	}
+}
+
+/* The worker's entry point. */
+void
+WebhookWorkerMain(Datum main_arg)
+{
+	bool		recovered = false;
+	bool		woken = true;
+
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
+
+	BackgroundWorkerInitializeConnection(webhook_database_name, NULL, 0);
+	pgstat_report_appname(WEBHOOK_WORKER_NAME);
+
+	/* Event times in UTC whatever the server's zone; progress marks commit asynchronously. */
+	SetConfigOption("TimeZone", "UTC", PGC_SUSET, PGC_S_OVERRIDE);
+	SetConfigOption("synchronous_commit", "off", PGC_SUSET, PGC_S_OVERRIDE);
+
+	worker_ctx = AllocSetContextCreate(TopMemoryContext, "webhook worker", ALLOCSET_DEFAULT_SIZES);
+	round_ctx = AllocSetContextCreate(worker_ctx, "webhook round", ALLOCSET_DEFAULT_SIZES);
+	{
+		HASHCTL		ctl;
+
+		ctl.keysize = sizeof(int64);
+		ctl.entrysize = sizeof(Endpoint);
+		ctl.hcxt = worker_ctx;
+		endpoints = hash_create("webhook endpoints", 64, &ctl, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	}
+
+	WebhookHttpInit();
+
+	SpinLockAcquire(&webhook_shared->mutex);
+	webhook_shared->latch = MyLatch;
+	webhook_shared->database = MyDatabaseId;
+	SpinLockRelease(&webhook_shared->mutex);
+	on_shmem_exit(clear_shared_latch, 0);
+
+	ereport(LOG,
+			(errmsg("webhook worker started for database \"%s\"", webhook_database_name)));
+
+	for (;;)
+	{
+		dlist_head	done;
+		int			events;
+		long		timeout;
+		TimestampTz now;
+
+		CHECK_FOR_INTERRUPTS();
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+			WebhookHttpConfigure();
+			ereport(LOG, (errmsg("webhook worker reloaded its settings")));
+			woken = true;
+		}
+
+		now = GetCurrentTimestamp();
+		if (woken)
+			queue_hint = true;
+		if ((woken || !dlist_is_empty(&finished) || now >= next_due) && now >= backoff_until)
+		{
+			do_round(&recovered);
+			woken = false;
+		}
+
+		start_ready_jobs();
+
+		now = GetCurrentTimestamp();
+		if (now < backoff_until)
+			timeout = (long) ((backoff_until - now + 999) / 1000);
+		else if (!dlist_is_empty(&finished) || next_due <= now)
+			timeout = 0;
+		else
+			timeout = (long) Min((next_due - now + 999) / 1000, (int64) SAFETY_POLL_MS);
+
+		dlist_init(&done);
+		events = WebhookHttpWait(timeout, &done);
+		if (events & WL_LATCH_SET)
+			woken = true;
+		while (!dlist_is_empty(&done))
+		{
+			WebhookRequest *req = dlist_container(WebhookRequest, node, dlist_pop_head_node(&done));
+			Job		   *job = (Job *) req->owner;
+
+			if (job->kind == JOB_DELIVERY)
+			{
+				Endpoint   *ep = hash_search(endpoints, &job->endpoint_id, HASH_FIND, NULL);
+
+				if (ep)
+					ep->inflight--;
+			}
+			dlist_push_tail(&finished, &job->node);
+		}
+	}
+}
