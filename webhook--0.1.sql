@@ -239,18 +239,23 @@ DECLARE
     k text;
     v jsonb;
     key bytea;
+    fn regprocedure;
 BEGIN
     IF url IS NOT NULL THEN
         PERFORM webhook._check_url(url);
     END IF;
-    IF format IS NOT NULL
-       AND format NOT IN ('slackchat', 'channel', 'phraseanet', 'supabase')
-       AND (to_regprocedure(format || '(jsonb, webhook.endpoint)') IS NULL
-            OR (SELECT prorettype FROM pg_proc
-                WHERE oid = to_regprocedure(format || '(jsonb, webhook.endpoint)')) <> 'jsonb'::regtype) THEN
-        RAISE EXCEPTION 'unknown format "%"', format
-            USING ERRCODE = 'invalid_parameter_value',
-                  HINT = 'Use slackchat, channel, phraseanet or supabase, or name a function (event jsonb, endpoint webhook.endpoint) RETURNS jsonb.';
+    IF format IS NOT NULL AND format NOT IN ('slackchat', 'channel', 'phraseanet', 'supabase') THEN
+        -- a name that is not even a name is an unknown format, not a syntax error
+        BEGIN
+            fn := to_regprocedure(format || '(jsonb, webhook.endpoint)');
+        EXCEPTION WHEN invalid_name OR syntax_error OR feature_not_supported THEN
+            fn := NULL;
+        END;
+        IF fn IS NULL OR (SELECT prorettype FROM pg_proc WHERE oid = fn) <> 'jsonb'::regtype THEN
+            RAISE EXCEPTION 'unknown format "%"', format
+                USING ERRCODE = 'invalid_parameter_value',
+                      HINT = 'Use slackchat, channel, phraseanet or supabase, or name a schema-qualified function (event jsonb, endpoint webhook.endpoint) RETURNS jsonb.';
+        END IF;
     END IF;
     IF token IS NOT NULL AND (token = '' OR token ~ '[\r\n]') THEN
         RAISE EXCEPTION 'endpoint token must be non-empty and on one line'
@@ -273,6 +278,10 @@ BEGIN
                 USING ERRCODE = 'invalid_parameter_value',
                       DETAIL = format('It decodes to %s bytes; at least 16 are needed.', length(key));
         END IF;
+    END IF;
+    IF array_ndims(events) > 1 OR array_ndims(channels) > 1 OR array_ndims(keywords) > 1 THEN
+        RAISE EXCEPTION 'events, channels and keywords filters must be one-dimensional arrays'
+            USING ERRCODE = 'invalid_parameter_value';
     END IF;
     IF array_position(events, NULL) IS NOT NULL OR '' = ANY (events) THEN
         RAISE EXCEPTION 'events filter must not contain null or empty names'
@@ -313,8 +322,9 @@ BEGIN
             END IF;
         END LOOP;
     END IF;
+    -- ARRAY(unnest) because proargtypes::oid[] is indexed from 0 and never equals an ARRAY[]
     IF on_response IS NOT NULL AND on_response <> 0 AND
-       (SELECT proargtypes::oid[] FROM pg_proc WHERE oid = on_response)
+       (SELECT ARRAY(SELECT unnest(p.proargtypes)) FROM pg_proc p WHERE p.oid = on_response)
          <> ARRAY['webhook.delivery'::regtype, 'integer'::regtype, 'jsonb'::regtype, 'text'::regtype]::oid[] THEN
         RAISE EXCEPTION 'on_response function % has the wrong arguments', on_response
             USING ERRCODE = 'invalid_parameter_value',
@@ -338,6 +348,10 @@ BEGIN
     IF format IS NULL OR verify IS NULL THEN
         RAISE EXCEPTION 'format and verify must not be null' USING ERRCODE = 'null_value_not_allowed';
     END IF;
+    IF name = '' THEN
+        RAISE EXCEPTION 'endpoint name must not be empty'
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'Leave it out to have one generated.';
+    END IF;
     PERFORM webhook._check_endpoint(url, format, token, secret, events, channels, keywords,
                                     coalesce(headers, '{}'), on_response);
     IF EXISTS (SELECT 1 FROM webhook.endpoint e WHERE e.name = create_endpoint.name) THEN
@@ -359,7 +373,8 @@ BEGIN
             nullif(create_endpoint.keywords, '{}'),
             coalesce(create_endpoint.headers, '{}'),
             create_endpoint.verify,
-            nullif(create_endpoint.on_response, 0)::text,
+            -- not nullif(), which returns an oid: the text is the qualified signature
+            CASE WHEN create_endpoint.on_response <> 0 THEN create_endpoint.on_response::text END,
             CASE WHEN create_endpoint.verify THEN 'pending' ELSE 'verified' END,
             CASE WHEN create_endpoint.verify THEN NULL ELSE 'verification skipped (verify => false)' END,
             CASE WHEN create_endpoint.verify THEN NULL ELSE now() END,
@@ -397,6 +412,9 @@ DECLARE
 BEGIN
     PERFORM webhook._check_endpoint(url, format, token, secret, events, channels, keywords,
                                     headers, on_response);
+    IF alter_endpoint.name = '' THEN
+        RAISE EXCEPTION 'endpoint name must not be empty' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
     IF alter_endpoint.name IS NOT NULL AND alter_endpoint.name <> old.name
        AND EXISTS (SELECT 1 FROM webhook.endpoint e WHERE e.name = alter_endpoint.name) THEN
         RAISE EXCEPTION 'endpoint "%" already exists', alter_endpoint.name
@@ -416,7 +434,7 @@ BEGIN
     r.verify := coalesce(alter_endpoint.verify, old.verify);
     -- '-'::regprocedure (0) clears on_response
     IF alter_endpoint.on_response IS NOT NULL THEN
-        r.on_response := nullif(alter_endpoint.on_response, 0)::text;
+        r.on_response := CASE WHEN alter_endpoint.on_response <> 0 THEN alter_endpoint.on_response::text END;
     END IF;
 
     rehandshake := r.url IS DISTINCT FROM old.url OR r.token IS DISTINCT FROM old.token
@@ -426,7 +444,8 @@ BEGIN
         r.state_reason := 'verification skipped (verify => false)';
         r.verified_at := now();
         r.verify_next_at := NULL;
-    ELSIF rehandshake AND r.verify THEN
+    ELSIF rehandshake AND r.verify AND old.state <> 'disabled' THEN
+        -- a disabled endpoint stays disabled: webhook.enable_endpoint() runs the handshake
         r.state := 'pending';
         r.state_reason := NULL;
         r.verified_at := NULL;
@@ -467,6 +486,11 @@ BEGIN
         RAISE EXCEPTION 'endpoint % does not take a verification handshake', r.id
             USING ERRCODE = 'object_not_in_prerequisite_state',
                   HINT = 'Turn it on with webhook.alter_endpoint(id, verify => true).';
+    END IF;
+    IF r.state = 'disabled' THEN
+        RAISE EXCEPTION 'endpoint % is disabled', r.id
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'webhook.enable_endpoint() enables it and runs the handshake.';
     END IF;
     UPDATE webhook.endpoint e
        SET state = 'pending', state_reason = NULL, verified_at = NULL, verify_attempts = 0,
@@ -992,9 +1016,10 @@ END
 $$;
 
 -- A dropped tracked table takes its children's tracking with it, and the
--- statements of the tables still tracked stop naming it.
+-- statements of the tables still tracked stop naming it. Event triggers run as
+-- the user whose DDL fired them, who has no rights on webhook.*: definer.
 CREATE FUNCTION webhook._on_drop() RETURNS event_trigger
-    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     dropped oid[];
     s webhook.source;
@@ -1024,7 +1049,7 @@ CREATE EVENT TRIGGER webhook_on_drop ON sql_drop EXECUTE FUNCTION webhook._on_dr
 
 -- A renamed tracked table (or schema) gets its statements regenerated.
 CREATE FUNCTION webhook._on_alter() RETURNS event_trigger
-    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     IF to_regclass('webhook.source') IS NULL THEN
         RETURN;

@@ -49,6 +49,7 @@ capture_plan(Trigger *trigger, TriggerEvent event)
 	Datum		arg;
 	Oid			argtype = INT8OID;
 	SPIPlanPtr	lookup;
+	SPIPlanPtr	plan = NULL;
 	char	   *sql;
 	char		query[128];
 
@@ -104,25 +105,22 @@ capture_plan(Trigger *trigger, TriggerEvent event)
 	sql = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
 	SPI_freeplan(lookup);
 
-	entry = hash_search(capture_plans, &trigger->tgoid, HASH_ENTER, &found);
-	entry->plan = NULL;
+	/*
+	 * Enter the trigger only once its plan is kept: SPI_prepare throws on a
+	 * statement that no longer parses (a function it calls was dropped), and
+	 * an entry left behind would silently capture nothing from then on.
+	 */
 	if (sql != NULL)
 	{
-		SPIPlanPtr	plan = SPI_prepare(sql, 0, NULL);
-
+		plan = SPI_prepare(sql, 0, NULL);
 		if (plan == NULL)
-		{
-			hash_search(capture_plans, &trigger->tgoid, HASH_REMOVE, NULL);
 			elog(ERROR, "could not prepare capture statement: %s",
 				 SPI_result_code_string(SPI_result));
-		}
 		if (SPI_keepplan(plan) != 0)
-		{
-			hash_search(capture_plans, &trigger->tgoid, HASH_REMOVE, NULL);
 			elog(ERROR, "could not keep capture plan");
-		}
-		entry->plan = plan;
 	}
+	entry = hash_search(capture_plans, &trigger->tgoid, HASH_ENTER, &found);
+	entry->plan = plan;
 	return entry;
 }
 

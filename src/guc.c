@@ -270,11 +270,16 @@ check_blocked_networks(char **newval, void **extra, GucSource source)
 	copy = pstrdup(*newval);
 	for (item = strtok_r(copy, ",", &save); item; item = strtok_r(NULL, ",", &save))
 	{
-		if (nets->count >= WEBHOOK_MAX_BLOCKED ||
-			!parse_network(item, &nets->nets[nets->count]))
+		if (nets->count >= WEBHOOK_MAX_BLOCKED)
 		{
-			GUC_check_errdetail("\"%s\" is not a network in CIDR form, or there are more than %d.",
-								item, WEBHOOK_MAX_BLOCKED);
+			GUC_check_errdetail("The list has more than %d networks.", WEBHOOK_MAX_BLOCKED);
+			pfree(copy);
+			free(nets);
+			return false;
+		}
+		if (!parse_network(item, &nets->nets[nets->count]))
+		{
+			GUC_check_errdetail("\"%s\" is not a network in CIDR form.", item);
 			GUC_check_errhint("Write networks such as 10.0.0.0/8 or fd00::/8, separated by commas.");
 			pfree(copy);
 			free(nets);

@@ -443,7 +443,7 @@ reload_endpoints(void)
 	Endpoint   *ep;
 	uint64		i;
 
-	if (SPI_execute_plan(plan_endpoints, NULL, NULL, true, 0) != SPI_OK_SELECT)
+	if (SPI_execute_plan(plan_endpoints, NULL, NULL, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not read webhook.endpoint");
 
 	hash_seq_init(&hs, endpoints);
@@ -928,7 +928,7 @@ claim_handshakes(dlist_head *claimed)
 	MemoryContext old;
 
 	v[0] = int8_array(handshakes_in_flight);
-	if (SPI_execute_plan(plan_handshakes, v, NULL, true, 0) != SPI_OK_SELECT)
+	if (SPI_execute_plan(plan_handshakes, v, NULL, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not read endpoints due for a handshake");
 	old = MemoryContextSwitchTo(worker_ctx);
 	for (i = 0; i < SPI_processed; i++)
@@ -1052,7 +1052,7 @@ move_all(dlist_head *to, dlist_head *from)
 		dlist_push_tail(to, dlist_pop_head_node(from));
 }
 
-/* Free recorded jobs; finished handshakes leave the in-flight list. */
+/* Free recorded jobs. */
 static void
 release_recorded(dlist_head *recorded)
 {
@@ -1062,17 +1062,6 @@ release_recorded(dlist_head *recorded)
 
 		if (job->kind == JOB_HANDSHAKE)
 		{
-			ListCell   *lc;
-
-			foreach(lc, handshakes_in_flight)
-			{
-				if (*(int64 *) lfirst(lc) == job->endpoint_id)
-				{
-					pfree(lfirst(lc));
-					handshakes_in_flight = foreach_delete_current(handshakes_in_flight, lc);
-					break;
-				}
-			}
 			pfree(job->key);
 			pfree(job->url);
 			pfree(job->endpoint_url);
@@ -1179,7 +1168,7 @@ round_body(dlist_head *recording, dlist_head *claimed, dlist_head *handshakes,
 
 	v[0] = int8_array(room);
 	v[1] = int8_array(handshakes_in_flight);
-	if (SPI_execute_plan(plan_next_due, v, NULL, true, 1) != SPI_OK_SELECT)
+	if (SPI_execute_plan(plan_next_due, v, NULL, false, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not read the next due time");
 	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
 	next_due = isnull ? now + (int64) SAFETY_POLL_MS * 1000 : DatumGetTimestampTz(d);
@@ -1268,6 +1257,23 @@ do_round(bool *recovered)
 	start_handshakes(&handshakes);
 	MemoryContextSwitchTo(old);
 	MemoryContextReset(round_ctx);
+}
+
+/* A handshake finished: the endpoint may be claimed again once its result is recorded. */
+static void
+handshake_done(int64 endpoint_id)
+{
+	ListCell   *lc;
+
+	foreach(lc, handshakes_in_flight)
+	{
+		if (*(int64 *) lfirst(lc) == endpoint_id)
+		{
+			pfree(lfirst(lc));
+			handshakes_in_flight = foreach_delete_current(handshakes_in_flight, lc);
+			return;
+		}
+	}
 }
 
 /* Start the claimed handshakes. */
@@ -1377,6 +1383,8 @@ WebhookWorkerMain(Datum main_arg)
 				if (ep)
 					ep->inflight--;
 			}
+			else
+				handshake_done(job->endpoint_id);
 			dlist_push_tail(&finished, &job->node);
 		}
 	}

@@ -1,0 +1,351 @@
+--
+-- capture: track() and untrack(), and the queue rows that changes to tracked
+-- tables produce for each kind (message, reaction, attachment,
+-- keyword_argument, row) and each operation.
+--
+\set SHOW_CONTEXT never
+
+-- Show the queued events in order, then empty the queue.
+\set queue 'WITH q AS (DELETE FROM webhook.queue RETURNING *) SELECT type, kind, op, update_type, channel, chat_type, jsonb_pretty(message) AS message, record, old_record, source FROM q ORDER BY id;'
+-- The tracked tables.
+\set sources 'SELECT rel, kind, channel, chat_type, message, parent, parent_rel, child_keys, parent_keys FROM webhook.source ORDER BY id;'
+
+CREATE SCHEMA chat;
+CREATE TABLE chat.message (
+    id bigint PRIMARY KEY,
+    channel_id text NOT NULL,
+    chat_type text,
+    sender text,
+    content text,
+    pinned boolean NOT NULL DEFAULT false
+);
+CREATE TABLE chat.reaction (
+    id int PRIMARY KEY,
+    message_id bigint NOT NULL REFERENCES chat.message ON DELETE CASCADE,
+    emoji text NOT NULL,
+    author text
+);
+CREATE TABLE chat.attachment (
+    id int PRIMARY KEY,
+    message_id bigint NOT NULL REFERENCES chat.message ON DELETE CASCADE,
+    url text,
+    title text
+);
+CREATE TABLE chat.kwarg (
+    id int PRIMARY KEY,
+    message_id bigint NOT NULL REFERENCES chat.message ON DELETE CASCADE,
+    key text,
+    value text
+);
+-- a child without a foreign key: its parent is given as an expression
+CREATE TABLE chat.link (id int PRIMARY KEY, msg text, href text);
+CREATE TABLE chat.audit (id int PRIMARY KEY, note text);
+CREATE TABLE chat.setting (channel_id text PRIMARY KEY, topic text);
+CREATE VIEW chat.message_view AS SELECT * FROM chat.message;
+
+--
+-- A child table needs its message table tracked first.
+--
+SELECT webhook.track('chat.reaction', 'reaction');
+\echo :LAST_ERROR_SQLSTATE
+SELECT webhook.track('chat.link', 'attachment', parent => 'msg::bigint');
+\echo :LAST_ERROR_SQLSTATE
+
+--
+-- Message tables
+--
+SELECT webhook.track('chat.message');
+:sources
+SELECT tgname, tgtype, tgenabled, tgnewtable, tgoldtable
+  FROM pg_trigger WHERE tgrelid = 'chat.message'::regclass AND NOT tgisinternal ORDER BY tgname;
+
+\x on
+-- INSERT of several rows: one event per row; null and empty values are left
+-- out of the message, the record keeps them.
+INSERT INTO chat.message (id, channel_id, chat_type, sender, content) VALUES
+    (1, 'general', 'group', 'ann', 'Hello'),
+    (2, 'general', NULL, 'bob', '');
+:queue
+
+-- UPDATE: message_changed with the old row.
+UPDATE chat.message SET content = 'Hello, all' WHERE id = 1;
+:queue
+
+-- An UPDATE that changes nothing, or matches nothing, makes no event.
+UPDATE chat.message SET content = content;
+UPDATE chat.message SET content = 'x' WHERE id = 42;
+:queue
+
+-- A multi-row UPDATE where only some rows change.
+UPDATE chat.message SET pinned = (id = 2);
+:queue
+
+-- A rolled-back transaction leaves nothing; a rolled-back savepoint only
+-- takes its own events away.
+BEGIN;
+INSERT INTO chat.message (id, channel_id, sender, content) VALUES (90, 'general', 'eve', 'gone');
+ROLLBACK;
+BEGIN;
+INSERT INTO chat.message (id, channel_id, sender, content) VALUES (3, 'random', 'cy', 'kept');
+SAVEPOINT s;
+INSERT INTO chat.message (id, channel_id, sender, content) VALUES (91, 'random', 'eve', 'gone');
+ROLLBACK TO SAVEPOINT s;
+COMMIT;
+:queue
+
+-- COPY and INSERT ... ON CONFLICT go through the same triggers.
+COPY chat.message (id, channel_id, sender, content) FROM stdin;
+4	random	dan	copied
+\.
+INSERT INTO chat.message (id, channel_id, sender, content) VALUES (4, 'random', 'dan', 'upserted'), (5, 'random', 'dan', 'new')
+    ON CONFLICT (id) DO UPDATE SET content = excluded.content;
+:queue
+
+-- DELETE: message_deleted with the old row.
+DELETE FROM chat.message WHERE id IN (4, 5);
+:queue
+\x off
+
+--
+-- Child tables: reaction, attachment, keyword_argument
+--
+SELECT webhook.track('chat.reaction', 'reaction');
+SELECT webhook.track('chat.attachment', 'attachment');
+SELECT webhook.track('chat.kwarg', 'keyword_argument');
+SELECT webhook.track('chat.link', 'attachment', parent => 'msg::bigint');
+:sources
+
+\x on
+-- A reaction: message_changed for its message, re-serialized with the
+-- reaction in "reactions"; channel and chat type are the message's.
+INSERT INTO chat.reaction VALUES (1, 1, '+1', 'bob');
+:queue
+
+-- Two reactions on two messages in one statement: one event each.
+INSERT INTO chat.reaction VALUES (2, 1, 'heart', NULL), (3, 2, 'eyes', 'ann');
+:queue
+
+-- Attachments go in "attachments" (from both attachment tables, the one
+-- found through parent => included), keyword arguments in "kwargs".
+INSERT INTO chat.attachment VALUES (1, 1, 'https://files.example/a.png', NULL);
+INSERT INTO chat.link VALUES (1, '1', 'https://example.com/');
+INSERT INTO chat.kwarg VALUES (1, 1, 'lang', 'en');
+:queue
+
+-- A changed child: message_changed with the old child row; an UPDATE that
+-- changes nothing makes no event.
+UPDATE chat.reaction SET emoji = 'tada' WHERE id = 1;
+UPDATE chat.kwarg SET value = value;
+:queue
+
+-- A deleted child: message_changed without it.
+DELETE FROM chat.reaction WHERE id IN (2, 3);
+:queue
+
+-- A child whose message does not exist (no foreign key to enforce it) makes no event.
+INSERT INTO chat.link VALUES (2, '999', 'https://example.com/nowhere');
+:queue
+
+-- The message's own events carry its children too.
+UPDATE chat.message SET content = 'Hello again' WHERE id = 1;
+:queue
+
+-- Deleting a message deletes its children by cascade: only message_deleted.
+INSERT INTO chat.message (id, channel_id, sender, content) VALUES (6, 'general', 'fay', 'short-lived');
+INSERT INTO chat.reaction VALUES (6, 6, '-1', 'gus');
+DELETE FROM webhook.queue;
+DELETE FROM chat.message WHERE id = 6;
+:queue
+\x off
+
+--
+-- Row tables
+--
+SELECT webhook.track('chat.audit', 'row');
+SELECT webhook.track('chat.setting', 'row');
+SELECT rel, kind, channel FROM webhook.source WHERE kind = 'row' ORDER BY id;
+-- row_created, row_changed, row_deleted; the channel comes from channel_id
+-- when the table has that column.
+INSERT INTO chat.audit VALUES (1, 'created'), (2, NULL);
+UPDATE chat.audit SET note = 'changed' WHERE id = 1;
+UPDATE chat.audit SET note = note;
+DELETE FROM chat.audit WHERE id = 2;
+INSERT INTO chat.setting VALUES ('general', 'Everything');
+UPDATE chat.setting SET topic = 'Anything';
+DELETE FROM chat.setting;
+SELECT type, kind, op, update_type, channel, chat_type, message, record, old_record, source
+  FROM webhook.queue ORDER BY id;
+DELETE FROM webhook.queue;
+
+--
+-- Expressions: channel, chat_type, message; a schema and tables with quoted names
+--
+CREATE SCHEMA "Team Chat";
+CREATE TABLE "Team Chat"."Posts" (
+    "Id" int PRIMARY KEY,
+    "Room" text NOT NULL,
+    "Kind" text,
+    body text
+);
+CREATE TABLE "Team Chat"."Post Likes" (
+    id int PRIMARY KEY,
+    "Post" int NOT NULL REFERENCES "Team Chat"."Posts" ON DELETE CASCADE,
+    who text
+);
+SELECT webhook.track('"Team Chat"."Posts"',
+    channel => '''room-'' || lower("Room")',
+    chat_type => 'CASE "Kind" WHEN ''dm'' THEN ''private'' ELSE ''group'' END',
+    message => 'jsonb_build_object(''id'', "Id", ''text'', body)');
+-- two message tables are tracked now: the foreign key says which one is the parent
+SELECT webhook.track('"Team Chat"."Post Likes"', 'reaction');
+SELECT rel, kind, channel, chat_type, message, parent_rel, child_keys, parent_keys
+  FROM webhook.source WHERE rel::text LIKE '"Team Chat".%' ORDER BY id;
+
+\x on
+INSERT INTO "Team Chat"."Posts" VALUES (1, 'Ops', 'dm', 'deploy?'), (2, 'Dev', NULL, 'ship it');
+INSERT INTO "Team Chat"."Post Likes" VALUES (1, 1, 'ann');
+UPDATE "Team Chat"."Posts" SET body = 'deploy!' WHERE "Id" = 1;
+:queue
+
+-- Renaming the table and its schema regenerates the capture statements.
+ALTER TABLE "Team Chat"."Posts" RENAME TO "Threads";
+ALTER SCHEMA "Team Chat" RENAME TO "Team";
+INSERT INTO "Team"."Threads" VALUES (3, 'QA', 'dm', 'ok');
+INSERT INTO "Team"."Post Likes" VALUES (2, 3, 'bob');
+:queue
+\x off
+
+--
+-- Errors
+--
+-- unknown kind, NULL kind or table
+SELECT webhook.track('chat.audit', 'thread');
+\echo :LAST_ERROR_SQLSTATE
+SELECT webhook.track('chat.audit', NULL);
+\echo :LAST_ERROR_SQLSTATE
+SELECT webhook.track(NULL);
+\echo :LAST_ERROR_SQLSTATE
+-- not a table
+SELECT webhook.track('chat.message_view');
+\echo :LAST_ERROR_SQLSTATE
+SELECT webhook.track('chat.message_pkey');
+\echo :LAST_ERROR_SQLSTATE
+SELECT webhook.track('chat.no_such_table');
+\echo :LAST_ERROR_SQLSTATE
+-- webhook's own tables
+SELECT webhook.track('webhook.queue', 'row');
+\echo :LAST_ERROR_SQLSTATE
+-- twice
+SELECT webhook.track('chat.message');
+\echo :LAST_ERROR_SQLSTATE
+SELECT webhook.track('chat.reaction', 'reaction');
+\echo :LAST_ERROR_SQLSTATE
+-- a child table without a foreign key to a tracked message table
+CREATE TABLE chat.orphan (id int PRIMARY KEY, message_id bigint, emoji text);
+SELECT webhook.track('chat.orphan', 'reaction');
+\echo :LAST_ERROR_SQLSTATE
+-- parent => with several message tables tracked and no foreign key to choose one
+SELECT webhook.track('chat.orphan', 'reaction', parent => 'message_id');
+\echo :LAST_ERROR_SQLSTATE
+-- a child table with its own channel, chat_type or message
+SELECT webhook.track('chat.orphan', 'reaction', channel => 'emoji');
+\echo :LAST_ERROR_SQLSTATE
+SELECT webhook.track('chat.orphan', 'reaction', chat_type => '''group''');
+\echo :LAST_ERROR_SQLSTATE
+SELECT webhook.track('chat.orphan', 'reaction', message => 'to_jsonb(emoji)');
+\echo :LAST_ERROR_SQLSTATE
+-- parent => on tables that have no parent
+SELECT webhook.track('chat.orphan', 'message', parent => 'message_id');
+\echo :LAST_ERROR_SQLSTATE
+SELECT webhook.track('chat.orphan', 'row', parent => 'message_id');
+\echo :LAST_ERROR_SQLSTATE
+SELECT webhook.track('chat.orphan', 'row', message => 'to_jsonb(emoji)');
+\echo :LAST_ERROR_SQLSTATE
+-- bad expressions: unknown column, bad syntax, wrong type
+SELECT webhook.track('chat.orphan');
+\echo :LAST_ERROR_SQLSTATE
+SELECT webhook.track('chat.orphan', channel => 'room');
+\echo :LAST_ERROR_SQLSTATE
+SELECT webhook.track('chat.orphan', channel => 'emoji ||');
+\echo :LAST_ERROR_SQLSTATE
+SELECT webhook.track('chat.orphan', channel => 'emoji', chat_type => 'kind');
+\echo :LAST_ERROR_SQLSTATE
+SELECT webhook.track('chat.orphan', channel => 'emoji', message => 'id');
+\echo :LAST_ERROR_SQLSTATE
+SELECT webhook.track('chat.orphan', channel => 'emoji', message => 'jsonb_build_object(');
+\echo :LAST_ERROR_SQLSTATE
+SELECT webhook.track('chat.link', 'attachment', parent => 'no_column');
+\echo :LAST_ERROR_SQLSTATE
+-- untrack: not tracked, or a message table with tracked children
+SELECT webhook.untrack('chat.orphan');
+\echo :LAST_ERROR_SQLSTATE
+SELECT webhook.untrack('chat.message_view');
+\echo :LAST_ERROR_SQLSTATE
+SELECT webhook.untrack('chat.message');
+\echo :LAST_ERROR_SQLSTATE
+-- none of the failed calls changed what is tracked
+:sources
+
+--
+-- A capture statement that fails (a function it calls was dropped) fails the
+-- change, and captures again once the function is back.
+--
+CREATE FUNCTION public.capture_note(note text) RETURNS text LANGUAGE sql AS 'SELECT upper(note)';
+CREATE TABLE chat.notice (id int PRIMARY KEY, note text);
+SELECT webhook.track('chat.notice', 'row', channel => 'public.capture_note(note)');
+DROP FUNCTION public.capture_note(text);
+\set VERBOSITY terse
+INSERT INTO chat.notice VALUES (1, 'lost');
+\set VERBOSITY default
+\echo :LAST_ERROR_SQLSTATE
+CREATE FUNCTION public.capture_note(note text) RETURNS text LANGUAGE sql AS 'SELECT upper(note)';
+INSERT INTO chat.notice VALUES (2, 'found');
+SELECT kind, op, update_type, channel, record FROM webhook.queue ORDER BY id;
+DELETE FROM webhook.queue;
+SELECT webhook.untrack('chat.notice');
+DROP FUNCTION public.capture_note(text);
+
+--
+-- DROP TABLE of a tracked child: its tracking goes, the message table's
+-- capture keeps working without it.
+--
+DROP TABLE chat.link;
+SELECT rel FROM webhook.source ORDER BY id;
+\x on
+INSERT INTO chat.attachment VALUES (2, 3, 'https://files.example/b.pdf', 'Spec');
+:queue
+\x off
+
+--
+-- untrack: children first, then the message table; the triggers go and
+-- changes make no events.
+--
+SELECT webhook.untrack('chat.reaction');
+SELECT webhook.untrack('chat.attachment');
+SELECT webhook.untrack('chat.kwarg');
+-- the message no longer carries the untracked children
+\x on
+UPDATE chat.message SET content = 'Bye' WHERE id = 1;
+:queue
+\x off
+SELECT webhook.untrack('chat.message');
+SELECT webhook.untrack('chat.audit');
+SELECT webhook.untrack('chat.setting');
+SELECT tgrelid::regclass, tgname FROM pg_trigger
+ WHERE tgname LIKE 'webhook%' AND tgrelid::regclass::text LIKE 'chat.%' ORDER BY 1::text, 2;
+INSERT INTO chat.message (id, channel_id, content) VALUES (7, 'general', 'unseen');
+INSERT INTO chat.reaction VALUES (7, 7, 'ok', NULL);
+INSERT INTO chat.audit VALUES (3, 'unseen');
+SELECT count(*) FROM webhook.queue;
+
+--
+-- DROP TABLE of a tracked message table takes its children's tracking along.
+--
+DROP TABLE "Team"."Threads" CASCADE;
+SELECT count(*) AS sources FROM webhook.source;
+SELECT tgname FROM pg_trigger WHERE tgrelid = '"Team"."Post Likes"'::regclass AND NOT tgisinternal;
+INSERT INTO "Team"."Post Likes" VALUES (3, 3, 'cy');
+SELECT count(*) FROM webhook.queue;
+
+DROP SCHEMA chat CASCADE;
+DROP SCHEMA "Team" CASCADE;
