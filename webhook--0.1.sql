@@ -113,6 +113,11 @@ SELECT pg_catalog.pg_extension_config_dump('webhook.endpoint', '');
 SELECT pg_catalog.pg_extension_config_dump('webhook.source', '');
 SELECT pg_catalog.pg_extension_config_dump('webhook.queue', '');
 SELECT pg_catalog.pg_extension_config_dump('webhook.delivery', '');
+-- Their identity sequences too, or a restored database hands out ids already taken.
+SELECT pg_catalog.pg_extension_config_dump('webhook.endpoint_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('webhook.source_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('webhook.queue_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('webhook.delivery_id_seq', '');
 
 --
 -- C helpers
@@ -593,6 +598,9 @@ $$;
 --
 -- Explicit events
 --
+-- The four functions below run as the extension's owner, so that granting
+-- EXECUTE on one (and USAGE on the schema) is all a role needs to queue
+-- events: no rights on webhook.queue, which holds every captured message.
 
 CREATE FUNCTION webhook._enqueue(type text, channel text, chat_type text, data jsonb) RETURNS bigint
     LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
@@ -608,7 +616,7 @@ END
 $$;
 
 CREATE FUNCTION webhook.request_update(channel text, chat_type text = NULL) RETURNS bigint
-    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     IF channel IS NULL THEN
         RAISE EXCEPTION 'channel must not be null' USING ERRCODE = 'null_value_not_allowed';
@@ -618,7 +626,7 @@ END
 $$;
 
 CREATE FUNCTION webhook.republish(channel text, channel_data jsonb, chat_type text = NULL) RETURNS bigint
-    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     IF channel IS NULL OR channel_data IS NULL THEN
         RAISE EXCEPTION 'channel and channel_data must not be null' USING ERRCODE = 'null_value_not_allowed';
@@ -628,7 +636,7 @@ END
 $$;
 
 CREATE FUNCTION webhook.unpublish(channel text, channel_data jsonb, chat_type text = NULL) RETURNS bigint
-    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     IF channel IS NULL OR channel_data IS NULL THEN
         RAISE EXCEPTION 'channel and channel_data must not be null' USING ERRCODE = 'null_value_not_allowed';
@@ -638,9 +646,12 @@ END
 $$;
 
 CREATE FUNCTION webhook.emit(event text, data jsonb, channel text = NULL) RETURNS bigint
-    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
-    IF event IS NULL OR event !~ '^[A-Za-z0-9][A-Za-z0-9_.:-]*$' OR length(event) > 200 THEN
+    IF event IS NULL THEN
+        RAISE EXCEPTION 'event must not be null' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF event !~ '^[A-Za-z0-9][A-Za-z0-9_.:-]*$' OR length(event) > 200 THEN
         RAISE EXCEPTION 'invalid event name "%"', event
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'Event names are letters, digits and _.:- and start with a letter or digit.';
@@ -779,17 +790,17 @@ BEGIN
         IF op = 'UPDATE' THEN
             -- Old and new transition rows are stored pairwise, in the same order.
             RETURN head || format(
-                'SELECT %L, %L, %L, %L, n._wh_channel, n._wh_chat_type, n._wh_message, n._wh_record, o._wh_record, %s::oid::regclass'
+                'SELECT %L, %L, %L, %L, n._wh_channel, n._wh_chat_type, n._wh_message, n._wh_record, o._wh_record, %L::regclass'
                 ' FROM (%s) AS n JOIN (SELECT row_number() OVER () AS _wh_rn, to_jsonb(_wh_msg) AS _wh_record FROM webhook_old AS _wh_msg) AS o'
                 ' ON o._wh_rn = n._wh_rn WHERE o._wh_record IS DISTINCT FROM n._wh_record',
-                'update_notification', src.kind, op, update_type, src.rel::oid, rows);
+                'update_notification', src.kind, op, update_type, webhook._qualified(src.rel), rows);
         END IF;
         RETURN head || format(
-            'SELECT %L, %L, %L, %L, n._wh_channel, n._wh_chat_type, n._wh_message, %s, %s, %s::oid::regclass FROM (%s) AS n',
+            'SELECT %L, %L, %L, %L, n._wh_channel, n._wh_chat_type, n._wh_message, %s, %s, %L::regclass FROM (%s) AS n',
             'update_notification', src.kind, op, update_type,
             CASE WHEN op = 'DELETE' THEN 'NULL' ELSE 'n._wh_record' END,
             CASE WHEN op = 'DELETE' THEN 'n._wh_record' ELSE 'NULL' END,
-            src.rel::oid, rows);
+            webhook._qualified(src.rel), rows);
     END IF;
 
     -- A child kind: the event is message_changed for its parent message.
@@ -804,12 +815,12 @@ BEGIN
     rows := format('SELECT to_jsonb(_wh_child) AS _wh_record, %s%s FROM %s AS _wh_child',
         keys, CASE WHEN op = 'UPDATE' THEN ', row_number() OVER () AS _wh_rn' ELSE '' END, tbl);
     RETURN head || format(
-        'SELECT %L, %L, %L, %L, p._wh_channel, p._wh_chat_type, p._wh_message, %s, %s, %s::oid::regclass FROM (%s) AS c%s'
+        'SELECT %L, %L, %L, %L, p._wh_channel, p._wh_chat_type, p._wh_message, %s, %s, %L::regclass FROM (%s) AS c%s'
         ' CROSS JOIN LATERAL (SELECT (%s)::text AS _wh_channel, (%s)::text AS _wh_chat_type, %s AS _wh_message FROM %s AS _wh_msg WHERE %s) AS p',
         'update_notification', src.kind, op, 'message_changed',
         CASE WHEN op = 'DELETE' THEN 'NULL' ELSE 'c._wh_record' END,
         CASE op WHEN 'DELETE' THEN 'c._wh_record' WHEN 'UPDATE' THEN 'o._wh_record' ELSE 'NULL' END,
-        src.rel::oid, rows,
+        webhook._qualified(src.rel), rows,
         CASE WHEN op = 'UPDATE' THEN
             ' JOIN (SELECT row_number() OVER () AS _wh_rn, to_jsonb(_wh_child) AS _wh_record FROM webhook_old AS _wh_child) AS o'
             ' ON o._wh_rn = c._wh_rn AND o._wh_record IS DISTINCT FROM c._wh_record'
@@ -1048,6 +1059,9 @@ $$;
 CREATE EVENT TRIGGER webhook_on_drop ON sql_drop EXECUTE FUNCTION webhook._on_drop();
 
 -- A renamed tracked table (or schema) gets its statements regenerated.
+-- Only tables that have their capture triggers count: while a dump is being
+-- restored, its primary keys are added before its triggers are created, and
+-- creating them here would make the dump's CREATE TRIGGER fail.
 CREATE FUNCTION webhook._on_alter() RETURNS event_trigger
     LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
@@ -1055,7 +1069,9 @@ BEGIN
         RETURN;
     END IF;
     IF EXISTS (SELECT 1 FROM pg_event_trigger_ddl_commands() d
-                 JOIN webhook.source s ON s.rel::oid = d.objid OR d.object_type = 'schema') THEN
+                 JOIN webhook.source s ON s.rel::oid = d.objid OR d.object_type = 'schema'
+                WHERE EXISTS (SELECT 1 FROM pg_trigger t
+                               WHERE t.tgrelid = s.rel AND t.tgname = 'webhook_insert')) THEN
         PERFORM webhook._install_triggers();
     END IF;
 END

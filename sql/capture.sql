@@ -41,6 +41,8 @@ CREATE TABLE chat.kwarg (
 CREATE TABLE chat.link (id int PRIMARY KEY, msg text, href text);
 CREATE TABLE chat.audit (id int PRIMARY KEY, note text);
 CREATE TABLE chat.setting (channel_id text PRIMARY KEY, topic text);
+-- a child table with no foreign key and no parent => given
+CREATE TABLE chat.orphan (id int PRIMARY KEY, message_id bigint, emoji text);
 CREATE VIEW chat.message_view AS SELECT * FROM chat.message;
 
 --
@@ -114,6 +116,11 @@ SELECT webhook.track('chat.attachment', 'attachment');
 SELECT webhook.track('chat.kwarg', 'keyword_argument');
 SELECT webhook.track('chat.link', 'attachment', parent => 'msg::bigint');
 :sources
+-- a bad parent expression
+SELECT webhook.track('chat.orphan', 'reaction', parent => 'msg_id');
+\echo :LAST_ERROR_SQLSTATE
+SELECT webhook.track('chat.orphan', 'reaction', parent => 'message_id +');
+\echo :LAST_ERROR_SQLSTATE
 
 \x on
 -- A reaction: message_changed for its message, re-serialized with the
@@ -127,15 +134,16 @@ INSERT INTO chat.reaction VALUES (2, 1, 'heart', NULL), (3, 2, 'eyes', 'ann');
 
 -- Attachments go in "attachments" (from both attachment tables, the one
 -- found through parent => included), keyword arguments in "kwargs".
-INSERT INTO chat.attachment VALUES (1, 1, 'https://files.example/a.png', NULL);
-INSERT INTO chat.link VALUES (1, '1', 'https://example.com/');
-INSERT INTO chat.kwarg VALUES (1, 1, 'lang', 'en');
+INSERT INTO chat.attachment VALUES (1, 3, 'https://files.example/a.png', NULL);
+INSERT INTO chat.link VALUES (1, '3', 'https://example.com/');
+INSERT INTO chat.kwarg VALUES (1, 3, 'lang', 'en');
 :queue
 
 -- A changed child: message_changed with the old child row; an UPDATE that
 -- changes nothing makes no event.
 UPDATE chat.reaction SET emoji = 'tada' WHERE id = 1;
 UPDATE chat.kwarg SET value = value;
+UPDATE chat.kwarg SET value = 'fr';
 :queue
 
 -- A deleted child: message_changed without it.
@@ -147,7 +155,7 @@ INSERT INTO chat.link VALUES (2, '999', 'https://example.com/nowhere');
 :queue
 
 -- The message's own events carry its children too.
-UPDATE chat.message SET content = 'Hello again' WHERE id = 1;
+UPDATE chat.message SET content = 'Hello again' WHERE id IN (1, 3);
 :queue
 
 -- Deleting a message deletes its children by cascade: only message_deleted.
@@ -241,7 +249,6 @@ SELECT webhook.track('chat.message');
 SELECT webhook.track('chat.reaction', 'reaction');
 \echo :LAST_ERROR_SQLSTATE
 -- a child table without a foreign key to a tracked message table
-CREATE TABLE chat.orphan (id int PRIMARY KEY, message_id bigint, emoji text);
 SELECT webhook.track('chat.orphan', 'reaction');
 \echo :LAST_ERROR_SQLSTATE
 -- parent => with several message tables tracked and no foreign key to choose one
@@ -274,8 +281,6 @@ SELECT webhook.track('chat.orphan', channel => 'emoji', message => 'id');
 \echo :LAST_ERROR_SQLSTATE
 SELECT webhook.track('chat.orphan', channel => 'emoji', message => 'jsonb_build_object(');
 \echo :LAST_ERROR_SQLSTATE
-SELECT webhook.track('chat.link', 'attachment', parent => 'no_column');
-\echo :LAST_ERROR_SQLSTATE
 -- untrack: not tracked, or a message table with tracked children
 SELECT webhook.untrack('chat.orphan');
 \echo :LAST_ERROR_SQLSTATE
@@ -294,10 +299,13 @@ CREATE FUNCTION public.capture_note(note text) RETURNS text LANGUAGE sql AS 'SEL
 CREATE TABLE chat.notice (id int PRIMARY KEY, note text);
 SELECT webhook.track('chat.notice', 'row', channel => 'public.capture_note(note)');
 DROP FUNCTION public.capture_note(text);
-\set VERBOSITY terse
-INSERT INTO chat.notice VALUES (1, 'lost');
-\set VERBOSITY default
-\echo :LAST_ERROR_SQLSTATE
+DO $$
+BEGIN
+    INSERT INTO chat.notice VALUES (1, 'lost');
+EXCEPTION WHEN undefined_function THEN
+    RAISE NOTICE 'capture failed: %', SQLERRM;
+END
+$$;
 CREATE FUNCTION public.capture_note(note text) RETURNS text LANGUAGE sql AS 'SELECT upper(note)';
 INSERT INTO chat.notice VALUES (2, 'found');
 SELECT kind, op, update_type, channel, record FROM webhook.queue ORDER BY id;

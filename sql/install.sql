@@ -21,7 +21,8 @@ SELECT p.proname
    AND has_function_privilege('public', p.oid, 'EXECUTE')
  ORDER BY 1;
 
--- The capture trigger and the event triggers run as the extension's owner.
+-- The capture trigger, the DDL event triggers and the explicit-event
+-- functions run as the extension's owner, with a safe search_path.
 SELECT p.oid::regprocedure, p.prosecdef, p.proconfig
   FROM pg_proc p
  WHERE p.pronamespace = 'webhook'::regnamespace AND p.prosecdef

@@ -299,20 +299,18 @@ assign_blocked_networks(const char *newval, void *extra)
 		memcpy(&webhook_blocked, extra, sizeof(WebhookNetworks));
 }
 
-/* Does the address fall in webhook.blocked_networks? Safe in curl callbacks. */
-bool
-WebhookAddressBlocked(const struct sockaddr *addr)
+/* Is the address (4 or 16 bytes of the family) in webhook.blocked_networks? */
+static bool
+address_blocked(int family, const unsigned char *bytes)
 {
-	const unsigned char *bytes;
-	int			family = addr->sa_family;
 	int			i;
 
-	if (family == AF_INET)
-		bytes = (const unsigned char *) &((const struct sockaddr_in *) addr)->sin_addr;
-	else if (family == AF_INET6)
-		bytes = (const unsigned char *) &((const struct sockaddr_in6 *) addr)->sin6_addr;
-	else
-		return false;
+	/* an IPv4-mapped IPv6 address is checked as the IPv4 address it is */
+	if (family == AF_INET6 && memcmp(bytes, "\0\0\0\0\0\0\0\0\0\0\xff\xff", 12) == 0)
+	{
+		family = AF_INET;
+		bytes += 12;
+	}
 
 	for (i = 0; i < webhook_blocked.count; i++)
 	{
@@ -328,5 +326,31 @@ WebhookAddressBlocked(const struct sockaddr *addr)
 			continue;
 		return true;
 	}
+	return false;
+}
+
+/* Does the socket address fall in webhook.blocked_networks? Safe in curl callbacks. */
+bool
+WebhookAddressBlocked(const struct sockaddr *addr)
+{
+	if (addr->sa_family == AF_INET)
+		return address_blocked(AF_INET,
+							   (const unsigned char *) &((const struct sockaddr_in *) addr)->sin_addr);
+	if (addr->sa_family == AF_INET6)
+		return address_blocked(AF_INET6,
+							   (const unsigned char *) &((const struct sockaddr_in6 *) addr)->sin6_addr);
+	return false;
+}
+
+/* The same for an address as text, as curl reports it. Safe in curl callbacks. */
+bool
+WebhookAddressTextBlocked(const char *ip)
+{
+	unsigned char bytes[16];
+
+	if (inet_pton(AF_INET, ip, bytes) == 1)
+		return address_blocked(AF_INET, bytes);
+	if (inet_pton(AF_INET6, ip, bytes) == 1)
+		return address_blocked(AF_INET6, bytes);
 	return false;
 }

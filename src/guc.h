@@ -49,5 +49,6 @@ extern WebhookNetworks webhook_blocked;
 
 extern void WebhookDefineSettings(void);
 extern bool WebhookAddressBlocked(const struct sockaddr *addr);
+extern bool WebhookAddressTextBlocked(const char *ip);
 
 #endif							/* WEBHOOK_GUC_H */

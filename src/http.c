@@ -160,6 +160,23 @@ opensocket_cb(void *clientp, curlsocktype purpose, struct curl_sockaddr *address
 	return socket(address->family, address->socktype, address->protocol);
 }
 
+/*
+ * Check the address again once connected: a kept-alive connection opened
+ * before webhook.blocked_networks changed does not go through opensocket_cb.
+ */
+static int
+prereq_cb(void *clientp, char *primary_ip, char *local_ip, int primary_port, int local_port)
+{
+	WebhookRequest *req = (WebhookRequest *) clientp;
+
+	if (WebhookAddressTextBlocked(primary_ip))
+	{
+		req->blocked = true;
+		return CURL_PREREQFUNC_ABORT;
+	}
+	return CURL_PREREQFUNC_OK;
+}
+
 static void
 http_cleanup(int code, Datum arg)
 {
@@ -271,6 +288,11 @@ WebhookHttpStart(WebhookRequest *req)
 	curl_easy_setopt(easy, CURLOPT_HEADERDATA, req);
 	curl_easy_setopt(easy, CURLOPT_OPENSOCKETFUNCTION, opensocket_cb);
 	curl_easy_setopt(easy, CURLOPT_OPENSOCKETDATA, req);
+	if (webhook_blocked.count > 0)
+	{
+		curl_easy_setopt(easy, CURLOPT_PREREQFUNCTION, prereq_cb);
+		curl_easy_setopt(easy, CURLOPT_PREREQDATA, req);
+	}
 	curl_easy_setopt(easy, CURLOPT_PRIVATE, req);
 
 	mc = curl_multi_add_handle(multi, easy);

@@ -12,8 +12,10 @@ under "paths": {"/x": {...}}:
   handshake   how to answer url_verification: "raw" (default), "quoted",
               "json", "wrong", or "status:NNN"
   statuses    list of statuses for the next requests, used up in order
-  status      status once the list is used up (default 200)
+  status      status once the list is used up (default 200; handshakes
+              get 200 unless "handshake" says otherwise)
   delay       seconds to wait before answering
+  delays      list of delays for the next requests, like statuses
   blackhole   true: accept the request and never answer
   headers     extra response headers
   body        response body (default "ok")
@@ -53,6 +55,7 @@ class Handler(BaseHTTPRequestHandler):
 
         body = conf.get("body", "ok")
         status = conf.get("status", 200)
+        delay = conf.get("delay", 0)
         try:
             event = json.loads(raw)
         except ValueError:
@@ -60,6 +63,7 @@ class Handler(BaseHTTPRequestHandler):
         if isinstance(event, dict) and event.get("type") == "url_verification":
             how = conf.get("handshake", "raw")
             challenge = event.get("challenge", "")
+            status = 200
             if how == "quoted":
                 body = json.dumps(challenge)
             elif how == "json":
@@ -73,10 +77,11 @@ class Handler(BaseHTTPRequestHandler):
         else:
             with lock:
                 n = used.get(url.path, 0)
-                seq = conf.get("statuses", [])
-                if n < len(seq):
-                    status = seq[n]
-                    used[url.path] = n + 1
+                used[url.path] = n + 1
+            if n < len(conf.get("statuses", [])):
+                status = conf["statuses"][n]
+            if n < len(conf.get("delays", [])):
+                delay = conf["delays"][n]
 
         entry = {
             "path": url.path,
@@ -93,8 +98,8 @@ class Handler(BaseHTTPRequestHandler):
         if conf.get("blackhole"):
             time.sleep(3600)
             return
-        if conf.get("delay"):
-            time.sleep(float(conf["delay"]))
+        if delay:
+            time.sleep(float(delay))
         data = body.encode()
         self.send_response(status)
         for k, v in conf.get("headers", {}).items():

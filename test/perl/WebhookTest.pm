@@ -90,9 +90,10 @@ sub create_endpoint
 	wait_until(
 		sub {
 			$node->safe_psql('postgres',
-				"SELECT state FROM webhook.endpoint WHERE id = $id") eq 'verified';
+				"SELECT state FROM webhook.endpoint WHERE id = $id") =~ /^(verified|unverified)$/;
 		},
-		undef, "endpoint $id to be verified")
+		undef, "endpoint $id to be verified");
+	$node->safe_psql('postgres', "SELECT state FROM webhook.endpoint WHERE id = $id") eq 'verified'
 	  or die "endpoint $id not verified: "
 	  . $node->safe_psql('postgres', "SELECT state || ' ' || coalesce(state_reason, '') FROM webhook.endpoint WHERE id = $id");
 	return $id;

@@ -1,0 +1,123 @@
+# Failures: retries with one webhook-id, 410, timeouts, Retry-After, the end
+# of the schedule, redelivery, disabling after failing too long, blocked networks.
+use strict;
+use warnings;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use WebhookTest;
+
+my $node = webhook_node('retry', conf => "webhook.timeout = '1s'\nwebhook.disable_after = 0\n");
+my $recv = start_receiver(paths => {
+	'/flaky' => { statuses => [ 500, 500 ] },
+	'/gone' => { status => 410 },
+	'/slow' => { delays => [ 3 ] },
+	'/busy' => { statuses => [ 503 ], headers => { 'Retry-After' => '2' } },
+	'/broken' => { status => 500, body => 'internal error' },
+	'/redirect' => { status => 302, headers => { Location => '/elsewhere' } },
+});
+
+my %ep;
+for my $p (qw(flaky gone busy broken redirect))
+{
+	$ep{$p} = create_endpoint($node, $recv->url("/$p"), events => "'{t_$p}'");
+}
+$ep{slow} = create_endpoint($node, $recv->url('/slow'), events => "'{t_slow}'");
+
+sub delivery
+{
+	my ($p) = @_;
+	return $node->safe_psql('postgres',
+		"SELECT status || '|' || attempts || '|' || coalesce(response_status::text, '') || '|' || coalesce(last_error, '')
+		   FROM webhook.delivery WHERE endpoint_id = $ep{$p} ORDER BY id DESC LIMIT 1");
+}
+
+# 500, 500, 200: three attempts, one webhook-id, then delivered.
+$node->safe_psql('postgres', "SELECT webhook.emit('t_flaky', '{}')");
+ok($recv->wait_for_deliveries(3, '/flaky'), 'flaky endpoint tried three times');
+ok(wait_until(sub { delivery('flaky') =~ /^delivered/ }), 'and the delivery is delivered');
+my @f = $recv->deliveries('/flaky');
+is(scalar(@f), 3, 'exactly three attempts');
+is(join(',', map { $_->{status} } @f), '500,500,200', 'answered 500, 500, 200');
+is(scalar(keys %{ { map { $_->{headers}{'webhook-id'} => 1 } @f } }), 1, 'one webhook-id across retries');
+isnt($f[0]{headers}{'webhook-signature'}, $f[2]{headers}{'webhook-signature'} // '',
+	'each attempt signed anew') if $f[0]{headers}{'webhook-timestamp'} ne $f[2]{headers}{'webhook-timestamp'};
+is(delivery('flaky'), 'delivered|3|200|', 'recorded: 3 attempts, status 200');
+cmp_ok($f[1]{time} - $f[0]{time}, '>=', 0.75, 'backoff between attempts (1s -20%)');
+
+# 410 Gone disables the endpoint; nothing more is sent to it.
+$node->safe_psql('postgres', "SELECT webhook.emit('t_gone', '{}')");
+ok(wait_until(sub { delivery('gone') =~ /^failed/ }), '410 fails the delivery');
+is(delivery('gone'), 'failed|1|410|HTTP 410', 'at once, without retries');
+is($node->safe_psql('postgres', "SELECT state || '|' || state_reason FROM webhook.endpoint WHERE id = $ep{gone}"),
+	'disabled|the endpoint answered 410 Gone', '410 disables the endpoint');
+$node->safe_psql('postgres', "SELECT webhook.emit('t_gone', '{}')");
+
+# A request that times out is retried; the next attempt succeeds.
+$node->safe_psql('postgres', "SELECT webhook.emit('t_slow', '{}')");
+ok(wait_until(sub { delivery('slow') =~ /^delivered/ }, 30), 'timed-out delivery delivered on retry');
+like(delivery('slow'), qr/^delivered\|2\|200\|/, 'after two attempts');
+is(scalar($recv->deliveries('/slow')), 2, 'the receiver saw both');
+
+# 503 with Retry-After: 2 waits at least two seconds, more than the schedule's 1s.
+$node->safe_psql('postgres', "SELECT webhook.emit('t_busy', '{}')");
+ok($recv->wait_for_deliveries(2, '/busy'), 'busy endpoint retried');
+my @b = $recv->deliveries('/busy');
+cmp_ok($b[1]{time} - $b[0]{time}, '>=', 1.9, 'Retry-After honoured');
+
+# A 3xx is a failure (redirects are not followed).
+$node->safe_psql('postgres', "SELECT webhook.emit('t_redirect', '{}')");
+ok($recv->wait_for_deliveries(1, '/redirect'), 'redirecting endpoint tried');
+ok(wait_until(sub { delivery('redirect') =~ /\|302\|HTTP 302$/ }), '302 recorded as a failure');
+is(scalar(grep { $_->{path} eq '/elsewhere' } $recv->requests), 0, 'redirect not followed');
+
+# Always 500: the schedule (3 retries) is used up, then failed, with what came back.
+$node->safe_psql('postgres', "SELECT webhook.emit('t_broken', '{}')");
+ok(wait_until(sub { delivery('broken') =~ /^failed/ }, 30), 'always-failing delivery ends failed');
+is(delivery('broken'), 'failed|4|500|HTTP 500', 'after 1 + 3 attempts');
+is($node->safe_psql('postgres', "SELECT response_body FROM webhook.delivery WHERE endpoint_id = $ep{broken}"),
+	'internal error', 'the response body is kept');
+
+# Failing with no success for longer than disable_after disables the endpoint.
+is($node->safe_psql('postgres', "SELECT state FROM webhook.endpoint WHERE id = $ep{broken}"), 'verified',
+	'disable_after = 0 never disables');
+$node->append_conf('postgresql.conf', "webhook.disable_after = '1s'");
+$node->reload;
+ok(wait_until(sub { $node->safe_psql('postgres', 'SHOW webhook.disable_after') eq '1s' }), 'disable_after reloaded');
+$node->safe_psql('postgres', "SELECT webhook.emit('t_broken', '{}')");
+ok(wait_until(sub {
+	$node->safe_psql('postgres', "SELECT state FROM webhook.endpoint WHERE id = $ep{broken}") eq 'disabled' }),
+	'endpoint failing for longer than disable_after is disabled');
+like($node->safe_psql('postgres', "SELECT state_reason FROM webhook.endpoint WHERE id = $ep{broken}"),
+	qr/^failing with no success since /, 'with the reason');
+
+# Redeliver: a new delivery of the same event, same webhook-id.
+$recv->set_script(paths => { '/broken' => { status => 200 } });
+$node->safe_psql('postgres', "SELECT webhook.enable_endpoint($ep{broken})");
+ok(wait_until(sub {
+	$node->safe_psql('postgres', "SELECT state FROM webhook.endpoint WHERE id = $ep{broken}") eq 'verified' }),
+	're-enabled endpoint verified again');
+my $failed = $node->safe_psql('postgres',
+	"SELECT id FROM webhook.delivery WHERE endpoint_id = $ep{broken} AND status = 'failed'");
+my $n = scalar($recv->deliveries('/broken'));
+my $new = $node->safe_psql('postgres', "SELECT webhook.redeliver($failed)");
+isnt($new, $failed, 'redeliver makes a new delivery');
+ok($recv->wait_for_deliveries($n + 1, '/broken'), 'redelivered');
+my @r = $recv->deliveries('/broken');
+is($r[-1]{headers}{'webhook-id'}, $r[0]{headers}{'webhook-id'}, 'with the same webhook-id');
+ok(wait_until(sub {
+	$node->safe_psql('postgres', "SELECT status FROM webhook.delivery WHERE id = $new") eq 'delivered' }),
+	'and recorded as delivered');
+
+# webhook.blocked_networks refuses loopback after a reload.
+$node->append_conf('postgresql.conf', "webhook.blocked_networks = '10.0.0.0/8, 127.0.0.0/8'");
+$node->reload;
+ok(wait_until(sub {
+	$node->safe_psql('postgres', 'SHOW webhook.blocked_networks') =~ /127/ }), 'setting reloaded');
+$node->safe_psql('postgres', "SELECT webhook.emit('t_flaky', '{}')");
+ok(wait_until(sub { delivery('flaky') =~ /blocked_networks/ }), 'a blocked address is refused');
+like(delivery('flaky'), qr/^pending\|1\|\|.*webhook\.blocked_networks/, 'and retried later, with the reason');
+is(scalar($recv->deliveries('/flaky')), 3, 'nothing reached the receiver');
+
+$recv->stop;
+$node->stop;
+done_testing();
