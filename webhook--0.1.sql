@@ -901,6 +901,7 @@ DECLARE
     child_keys text[];
     parent_keys text[];
     n integer;
+    keytype text;
 BEGIN
     IF rel IS NULL OR kind IS NULL THEN
         RAISE EXCEPTION 'rel and kind must not be null' USING ERRCODE = 'null_value_not_allowed';
@@ -976,7 +977,18 @@ BEGIN
                     USING ERRCODE = 'invalid_parameter_value';
             END IF;
             child_keys := ARRAY[parent];
-            PERFORM webhook._check_expression(rel, 'parent', parent, 'text');
+            -- it must compare with the key as it is, or every capture would fail
+            SELECT format_type(a.atttypid, a.atttypmod) INTO keytype FROM pg_attribute a
+             WHERE a.attrelid = parent_rel AND a.attname = parent_keys[1];
+            BEGIN
+                EXECUTE format('SELECT (%s) = NULL::%s FROM %s AS _wh_row LIMIT 0',
+                               parent, keytype, webhook._qualified(rel));
+            EXCEPTION WHEN OTHERS THEN
+                RAISE EXCEPTION 'invalid parent expression for %: %', rel, parent
+                    USING ERRCODE = 'invalid_parameter_value', DETAIL = SQLERRM,
+                          HINT = format('The parent expression is SQL over the columns of %s giving the key of %s, a %s.',
+                                        rel, parent_rel, keytype);
+            END;
         ELSE
             SELECT count(*) INTO n FROM pg_constraint c JOIN webhook.source s ON s.rel = c.confrelid
              WHERE c.conrelid = track.rel AND c.contype = 'f' AND s.kind = 'message';

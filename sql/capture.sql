@@ -121,6 +121,8 @@ SELECT webhook.track('chat.orphan', 'reaction', parent => 'msg_id');
 \echo :LAST_ERROR_SQLSTATE
 SELECT webhook.track('chat.orphan', 'reaction', parent => 'message_id +');
 \echo :LAST_ERROR_SQLSTATE
+SELECT webhook.track('chat.orphan', 'reaction', parent => 'emoji');
+\echo :LAST_ERROR_SQLSTATE
 
 \x on
 -- A reaction: message_changed for its message, re-serialized with the

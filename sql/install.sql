@@ -29,8 +29,9 @@ SELECT p.oid::regprocedure, p.prosecdef, p.proconfig
  ORDER BY p.proname;
 SELECT evtname, evtevent, evtfoid::regproc, evttags FROM pg_event_trigger ORDER BY evtname;
 
--- The tables are dumped with their contents.
-SELECT extconfig::regclass[] FROM pg_extension WHERE extname = 'webhook';
+-- The tables are dumped with their contents, the sequences with their state.
+SELECT c::regclass AS dumped FROM pg_extension, unnest(extconfig) AS c
+ WHERE extname = 'webhook' ORDER BY c::regclass::text;
 
 -- A second CREATE fails; IF NOT EXISTS is a no-op.
 CREATE EXTENSION webhook;

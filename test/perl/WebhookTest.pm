@@ -108,7 +108,7 @@ sub wait_until
 	while (time() < $deadline)
 	{
 		return 1 if $cond->();
-		usleep(20_000);
+		usleep(100_000);
 	}
 	diag("timed out after ${timeout}s waiting for " . ($what // 'a condition'));
 	return 0;
