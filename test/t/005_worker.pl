@@ -1,0 +1,89 @@
+# The worker's loop: a blackholed endpoint does not hold up a healthy one,
+# SIGTERM is answered at once with transfers stalled, SIGHUP reloads
+# settings, and a terminated worker comes back.
+use strict;
+use warnings;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use Time::HiRes qw(time usleep);
+use WebhookTest;
+
+my $node = webhook_node('worker', conf => "webhook.timeout = '30s'\n");
+my $recv = start_receiver(paths => { '/hole' => { blackhole => JSON::PP::true } });
+my $healthy = create_endpoint($node, $recv->url('/healthy'), events => "'{tick}'");
+
+# Time for $n events to reach the healthy endpoint.
+sub time_burst
+{
+	my ($n) = @_;
+	my $before = scalar($recv->deliveries('/healthy'));
+	my $t0 = time();
+	$node->safe_psql('postgres',
+		"SELECT webhook.emit('tick', jsonb_build_object('i', g)) FROM generate_series(1, $n) g");
+	wait_until(sub { scalar($recv->deliveries('/healthy')) >= $before + $n }, 60) or return 999;
+	return time() - $t0;
+}
+
+my $alone = time_burst(500);
+diag(sprintf('500 events to the healthy endpoint alone: %.2fs', $alone));
+
+# A blackholed endpoint (accepts, never answers) subscribed to the same events.
+my $hole = $node->safe_psql('postgres',
+	"SELECT id FROM webhook.create_endpoint('" . $recv->url('/hole') . "', events => '{tick}', verify => false)");
+my $beside = time_burst(500);
+diag(sprintf('500 events with a blackholed endpoint beside it: %.2fs', $beside));
+ok(scalar($recv->requests('/hole')) > 0, 'the blackholed endpoint is being sent to');
+cmp_ok($beside, '<', 3 * $alone + 2, 'the healthy endpoint is not held up (within 3x its time alone + 2s)');
+cmp_ok($beside, '<', 30, 'and well within the request timeout');
+is(scalar($recv->requests('/hole')), 16, 'the blackholed endpoint holds only its endpoint_concurrency slots');
+
+# SIGTERM with transfers stalled: the worker exits within a second.
+my $pid = $node->safe_psql('postgres', "SELECT pid FROM pg_stat_activity WHERE backend_type = 'webhook worker'");
+my $t0 = time();
+kill 'TERM', $pid;
+ok(wait_until(sub { !kill(0, $pid) }, 10), 'worker exited on SIGTERM');
+my $took = time() - $t0;
+cmp_ok($took, '<', 1.0, sprintf('within a second (%.3fs) with 16 transfers stalled', $took));
+
+# It is started again, and what was in flight is sent again (the rows were
+# marked in flight); the healthy endpoint keeps receiving.
+ok(wait_until(sub {
+	my $p = $node->safe_psql('postgres', "SELECT pid FROM pg_stat_activity WHERE backend_type = 'webhook worker'");
+	$p && $p ne $pid }), 'worker restarted after SIGTERM');
+$node->safe_psql('postgres', "SELECT webhook.disable_endpoint($hole, 'blackholed')");
+cmp_ok(time_burst(10), '<', 10, 'healthy endpoint served by the new worker');
+
+# pg_terminate_backend: the same.
+$pid = $node->safe_psql('postgres', "SELECT pid FROM pg_stat_activity WHERE backend_type = 'webhook worker'");
+$node->safe_psql('postgres', "SELECT pg_terminate_backend($pid)");
+ok(wait_until(sub {
+	my $p = $node->safe_psql('postgres', "SELECT pid FROM pg_stat_activity WHERE backend_type = 'webhook worker'");
+	$p && $p ne $pid }), 'worker restarted after pg_terminate_backend');
+
+# SIGHUP: a reload is applied by the worker.
+my $offset = -s $node->logfile;
+$node->append_conf('postgresql.conf', "webhook.max_concurrency = 8");
+$node->reload;
+ok($node->wait_for_log(qr/webhook worker reloaded its settings/, $offset), 'worker reloads on SIGHUP');
+
+# Idle, the worker runs no queries: its transaction count stays put.
+my $xacts = sub {
+	$node->safe_psql('postgres', "SELECT pg_stat_force_next_flush(); SELECT xact_commit FROM pg_stat_database WHERE datname = 'postgres'");
+};
+usleep(500_000);
+my $x0 = $xacts->();
+sleep 3;
+my $x1 = $xacts->();
+# our own two queries count as two transactions each
+cmp_ok($x1 - $x0, '<=', 4, 'no worker transactions while idle (3s)');
+
+# DROP EXTENSION does not block on the worker, and CREATE brings it back to work.
+$node->safe_psql('postgres', 'DROP EXTENSION webhook CASCADE');
+$node->safe_psql('postgres', 'CREATE EXTENSION webhook');
+my $again = create_endpoint($node, $recv->url('/again'));
+$node->safe_psql('postgres', "SELECT webhook.emit('after_recreate', '{}')");
+ok($recv->wait_for_deliveries(1, '/again'), 'delivers after DROP and CREATE EXTENSION');
+
+$recv->stop;
+$node->stop;
+done_testing();
