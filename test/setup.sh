@@ -1,0 +1,29 @@
+#!/bin/bash
+# Install what webhook needs on Debian (when missing), then build and install
+# the extension into PostgreSQL 15. Sourced by test/run.sh and demo/demo.sh.
+set -euo pipefail
+
+src=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+PG_BIN=/usr/lib/postgresql/15/bin
+packages="postgresql-15 postgresql-server-dev-15 postgresql-common libcurl4-openssl-dev
+  libipc-run-perl python3 make gcc ${EXTRA_PACKAGES:-}"
+
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+missing=$(for p in $packages; do dpkg -s "$p" >/dev/null 2>&1 || echo "$p"; done)
+if [ -n "$missing" ]; then
+    echo "== installing: $(echo $missing)"
+    as_root apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null
+fi
+
+echo "== building and installing webhook"
+make -s -C "$src" PG_CONFIG=$PG_BIN/pg_config
+as_root make -s -C "$src" PG_CONFIG=$PG_BIN/pg_config install >/dev/null
+
+# PostgreSQL refuses to run as root: as root, run servers as postgres.
+if [ "$(id -u)" = 0 ]; then
+    as_pg=(runuser -u postgres --)
+else
+    as_pg=()
+fi
