@@ -4,7 +4,7 @@ EXTENSION = webhook
 EXTVERSION = 0.1
 MODULE_big = webhook
 OBJS = src/webhook.o src/guc.o src/capture.o src/util.o src/signing.o \
-	src/http.o src/worker.o
+	src/http.o src/worker.o src/moderate.o
 DATA = webhook--$(EXTVERSION).sql
 PGFILEDESC = "webhook - row changes as webhook deliveries"
 

@@ -249,13 +249,10 @@ put_easy(CURL *easy)
 		curl_easy_cleanup(easy);
 }
 
-/* Start a POST; it completes in a later WebhookHttpWait(). */
-void
-WebhookHttpStart(WebhookRequest *req)
+/* Reset a request's results and point an easy handle at it. */
+static void
+setup_easy(CURL *easy, WebhookRequest *req)
 {
-	CURL	   *easy = get_easy();
-	CURLMcode	mc;
-
 	req->result = CURLE_OK;
 	req->status = 0;
 	req->duration_us = 0;
@@ -263,7 +260,7 @@ WebhookHttpStart(WebhookRequest *req)
 	req->errbuf[0] = '\0';
 	req->resp = NULL;
 	req->resp_len = 0;
-	req->resp_cap = webhook_max_response_size;
+	req->resp_cap = Max(webhook_max_response_size, 4096);
 	req->hdrs = NULL;
 	req->hdrs_len = 0;
 	req->easy = easy;
@@ -294,7 +291,16 @@ WebhookHttpStart(WebhookRequest *req)
 		curl_easy_setopt(easy, CURLOPT_PREREQDATA, req);
 	}
 	curl_easy_setopt(easy, CURLOPT_PRIVATE, req);
+}
 
+/* Start a POST; it completes in a later WebhookHttpWait(). */
+void
+WebhookHttpStart(WebhookRequest *req)
+{
+	CURL	   *easy = get_easy();
+	CURLMcode	mc;
+
+	setup_easy(easy, req);
 	mc = curl_multi_add_handle(multi, easy);
 	if (mc != CURLM_OK)
 	{
@@ -303,6 +309,70 @@ WebhookHttpStart(WebhookRequest *req)
 		elog(ERROR, "could not start a request: %s", curl_multi_strerror(mc));
 	}
 	in_flight++;
+}
+
+/* Fill in the results of a finished transfer. */
+static void
+finish_request(WebhookRequest *req, CURL *easy, CURLcode result)
+{
+	curl_off_t	total = 0;
+
+	req->result = result;
+	curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &req->status);
+	curl_easy_getinfo(easy, CURLINFO_TOTAL_TIME_T, &total);
+	req->duration_us = (int64) total;
+	req->easy = NULL;
+}
+
+/*
+ * Make a request and wait for it, in an ordinary backend (the moderation
+ * hooks). The backend keeps one multi handle, so keep-alive connections are
+ * reused from one call to the next; interrupts are served every 100 ms.
+ */
+void
+WebhookHttpPerform(WebhookRequest *req)
+{
+	static CURLM *sync_multi = NULL;
+	static CURL *sync_easy = NULL;
+	CURLMsg    *msg;
+	int			running = 1;
+	int			left;
+
+	if (sync_multi == NULL)
+	{
+		if (curl_global_init(CURL_GLOBAL_ALL) != CURLE_OK)
+			elog(ERROR, "could not initialize libcurl");
+		sync_multi = curl_multi_init();
+		sync_easy = curl_easy_init();
+		if (sync_multi == NULL || sync_easy == NULL)
+			elog(ERROR, "could not create libcurl handles");
+	}
+	curl_easy_reset(sync_easy);
+	setup_easy(sync_easy, req);
+	if (curl_multi_add_handle(sync_multi, sync_easy) != CURLM_OK)
+		elog(ERROR, "could not start a request");
+	PG_TRY();
+	{
+		while (running)
+		{
+			CHECK_FOR_INTERRUPTS();
+			if (curl_multi_perform(sync_multi, &running) != CURLM_OK)
+				break;
+			if (running)
+				curl_multi_poll(sync_multi, NULL, 0, 100, NULL);
+		}
+	}
+	PG_FINALLY();
+	{
+		CURLcode	result = CURLE_RECV_ERROR;
+
+		while ((msg = curl_multi_info_read(sync_multi, &left)) != NULL)
+			if (msg->msg == CURLMSG_DONE)
+				result = msg->data.result;
+		curl_multi_remove_handle(sync_multi, sync_easy);
+		finish_request(req, sync_easy, result);
+	}
+	PG_END_TRY();
 }
 
 int
@@ -321,21 +391,14 @@ collect_done(dlist_head *done)
 	while ((msg = curl_multi_info_read(multi, &left)) != NULL)
 	{
 		WebhookRequest *req;
-		curl_off_t	total = 0;
+		CURL	   *easy = msg->easy_handle;
 
 		if (msg->msg != CURLMSG_DONE)
 			continue;
-		curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **) &req);
-		req->result = msg->data.result;
-		curl_easy_getinfo(msg->easy_handle, CURLINFO_RESPONSE_CODE, &req->status);
-		curl_easy_getinfo(msg->easy_handle, CURLINFO_TOTAL_TIME_T, &total);
-		req->duration_us = (int64) total;
-		/* a body cut at max_response_size is not an error */
-		if (req->result == CURLE_WRITE_ERROR && req->resp_len >= req->resp_cap && req->status > 0)
-			req->result = CURLE_OK;
-		curl_multi_remove_handle(multi, msg->easy_handle);
-		put_easy(msg->easy_handle);
-		req->easy = NULL;
+		curl_easy_getinfo(easy, CURLINFO_PRIVATE, (char **) &req);
+		finish_request(req, easy, msg->data.result);
+		curl_multi_remove_handle(multi, easy);
+		put_easy(easy);
 		in_flight--;
 		dlist_push_tail(done, &req->node);
 	}

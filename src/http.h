@@ -47,6 +47,7 @@ typedef struct WebhookRequest
 extern void WebhookHttpInit(void);
 extern void WebhookHttpConfigure(void);
 extern void WebhookHttpStart(WebhookRequest *req);
+extern void WebhookHttpPerform(WebhookRequest *req);
 extern int	WebhookHttpInFlight(void);
 extern int	WebhookHttpWait(long timeout_ms, dlist_head *done);
 extern void WebhookHttpRelease(WebhookRequest *req);

@@ -224,7 +224,8 @@ static const char *sql_release =
 "UPDATE webhook.delivery SET in_flight = false WHERE id = ANY ($1) AND in_flight";
 
 static const char *sql_endpoints =
-"SELECT id, url, format, token, secret, headers::text, on_response"
+"SELECT id, url, format, token, secret, headers::text,"
+"  pg_catalog.to_regprocedure(on_response)::regproc::text"
 " FROM webhook.endpoint WHERE state = 'verified'";
 
 static const char *sql_endpoint_ok =
@@ -770,11 +771,19 @@ record_results(dlist_head *done)
 	List	   *fail_eps = NIL;
 	List	   *gone_eps = NIL;
 	dlist_iter	it;
+	struct
+	{
+		Job		   *job;
+		char	   *headers;
+		char	   *body;
+	}		   *calls;
+	int			ncalls = 0;
 
 	dlist_foreach(it, done)
 		cap++;
 	if (cap == 0)
 		return;
+	calls = palloc(sizeof(*calls) * cap);
 
 #define ALLOC_COL(a) a = palloc0(sizeof(Datum) * cap)
 #define ALLOC_NUL(a) a = palloc0(sizeof(bool) * cap)
@@ -842,8 +851,12 @@ record_results(dlist_head *done)
 		}
 
 		if (got_response && ep_on_response(job->endpoint_id))
-			error = call_on_response(job, ep_on_response(job->endpoint_id),
-									 (int) req->status, hjson, body);
+		{
+			calls[ncalls].job = job;
+			calls[ncalls].headers = hjson;
+			calls[ncalls].body = body;
+			ncalls++;
+		}
 
 		if (got_response && req->status >= 200 && req->status < 300)
 		{
@@ -897,6 +910,25 @@ record_results(dlist_head *done)
 		v[7] = PointerGetDatum(construct_array(dur, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
 		if (SPI_execute_plan(plan_record, v, NULL, false, 0) != SPI_OK_UPDATE)
 			elog(ERROR, "could not record deliveries");
+	}
+
+	/* on_response sees the delivery as recorded; its errors are recorded too */
+	for (int i = 0; i < ncalls; i++)
+	{
+		Job		   *job = calls[i].job;
+		char	   *error = call_on_response(job, ep_on_response(job->endpoint_id),
+											 (int) job->req.status, calls[i].headers,
+											 calls[i].body);
+
+		if (error)
+		{
+			Oid			types[] = {TEXTOID, INT8OID};
+			Datum		ev[2] = {CStringGetTextDatum(error), Int64GetDatum(job->id)};
+
+			if (SPI_execute_with_args("UPDATE webhook.delivery SET last_error = $1 WHERE id = $2",
+									  2, types, ev, NULL, false, 0) != SPI_OK_UPDATE)
+				elog(ERROR, "could not record an on_response error");
+		}
 	}
 	if (ok_eps)
 	{

@@ -1,0 +1,427 @@
+/*-------------------------------------------------------------------------
+ *
+ * moderate.c
+ *		Hookbox's synchronous "publish" and "message" hooks as a BEFORE
+ *		INSERT trigger: the new row is posted, form-encoded, to an endpoint
+ *		that answers [success, details]; the row goes in (with the overrides
+ *		the details ask for) or the statement fails with the hook's error.
+ *
+ * webhook.moderate() stores, per table, a SELECT over the new row ($1) that
+ * yields the form fields; the trigger runs it, makes the request with
+ * libcurl (connections kept alive across calls in this backend), and
+ * applies the reply. Every way the hook can fail rejects the row: a
+ * moderation hook that cannot answer must not let rows through.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <time.h>
+
+#include "access/htup_details.h"
+#include "catalog/pg_type.h"
+#include "commands/trigger.h"
+#include "common/jsonapi.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "lib/stringinfo.h"
+#include "mb/pg_wchar.h"
+#include "utils/builtins.h"
+#include "utils/hsearch.h"
+#include "utils/jsonb.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/rel.h"
+
+#include "guc.h"
+#include "http.h"
+#include "signing.h"
+#include "webhook.h"
+
+PG_FUNCTION_INFO_V1(webhook_moderate);
+
+/* A moderated table's prepared field query, by trigger. */
+typedef struct ModerationPlan
+{
+	Oid			trigger;		/* hash key */
+	SPIPlanPtr	plan;
+} ModerationPlan;
+
+static HTAB *moderation_plans = NULL;
+static SPIPlanPtr lookup_plan = NULL;
+
+static const char *lookup_sql =
+"SELECT m.sql, m.action, m.payload::text, m.recipient::text, m.only_to_sender::text,"
+"  e.id, e.url, e.secret, e.headers::text, e.state"
+" FROM webhook.moderation m JOIN webhook.endpoint e ON e.id = m.endpoint_id"
+" WHERE m.rel = $1";
+
+/* Append "&name=value" (url-encoded) to a form body; NULL values are left out. */
+static void
+form_field(StringInfo buf, const char *name, const char *value)
+{
+	char	   *enc;
+
+	if (value == NULL)
+		return;
+	enc = curl_easy_escape(NULL, value, 0);
+	if (enc == NULL)
+		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
+	if (buf->len > 0)
+		appendStringInfoChar(buf, '&');
+	appendStringInfo(buf, "%s=%s", name, enc);
+	curl_free(enc);
+}
+
+/* The prepared field query for this trigger. */
+static SPIPlanPtr
+field_plan(Trigger *trigger, const char *sql, Oid rowtype)
+{
+	ModerationPlan *entry;
+	bool		found;
+	SPIPlanPtr	plan;
+
+	if (moderation_plans == NULL)
+	{
+		HASHCTL		ctl;
+
+		ctl.keysize = sizeof(Oid);
+		ctl.entrysize = sizeof(ModerationPlan);
+		moderation_plans = hash_create("webhook moderation plans", 16, &ctl,
+									   HASH_ELEM | HASH_BLOBS);
+	}
+	entry = hash_search(moderation_plans, &trigger->tgoid, HASH_FIND, &found);
+	if (found)
+		return entry->plan;
+	plan = SPI_prepare(sql, 1, &rowtype);
+	if (plan == NULL)
+		elog(ERROR, "could not prepare moderation query: %s", SPI_result_code_string(SPI_result));
+	if (SPI_keepplan(plan) != 0)
+		elog(ERROR, "could not keep moderation plan");
+	entry = hash_search(moderation_plans, &trigger->tgoid, HASH_ENTER, &found);
+	entry->plan = plan;
+	return plan;
+}
+
+/* Turn a JSON value into a datum of a column's type. */
+static Datum
+json_to_column(JsonbValue *v, Relation rel, int attnum, bool *isnull)
+{
+	Form_pg_attribute att = TupleDescAttr(RelationGetDescr(rel), attnum - 1);
+	Oid			typinput;
+	Oid			typioparam;
+	char	   *text;
+
+	*isnull = false;
+	if (v->type == jbvNull)
+	{
+		*isnull = true;
+		return (Datum) 0;
+	}
+	if (v->type == jbvString && att->atttypid != JSONOID && att->atttypid != JSONBOID)
+		text = pnstrdup(v->val.string.val, v->val.string.len);
+	else
+		text = JsonbToCString(NULL, v->type == jbvBinary ? v->val.binary.data : &JsonbValueToJsonb(v)->root, -1);
+	getTypeInputInfo(att->atttypid, &typinput, &typioparam);
+	return OidInputFunctionCall(typinput, text, typioparam, att->atttypmod);
+}
+
+/* Make the request; its buffers are released if it is interrupted. */
+static void
+perform(WebhookRequest *req)
+{
+	PG_TRY();
+	{
+		WebhookHttpPerform(req);
+	}
+	PG_CATCH();
+	{
+		WebhookHttpRelease(req);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+}
+
+/* The attribute number of a column named by moderate(); it exists (checked there). */
+static int
+column(Relation rel, const char *name)
+{
+	int			attnum = SPI_fnumber(RelationGetDescr(rel), name);
+
+	if (attnum <= 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_COLUMN),
+				 errmsg("column \"%s\" of moderated table %s does not exist",
+						name, RelationGetRelationName(rel)),
+				 errhint("Call webhook.moderate() again after changing the table.")));
+	return attnum;
+}
+
+/* Find a key of the details object. */
+static bool
+detail(Jsonb *details, const char *key, JsonbValue *out)
+{
+	JsonbValue *v;
+
+	if (details == NULL)
+		return false;
+	v = getKeyJsonValueFromContainer(&details->root, key, strlen(key), out);
+	return v != NULL;
+}
+
+/*
+ * The moderation trigger. Posts the row to the endpoint and lets it in,
+ * changed as the reply says, or rejects it.
+ */
+Datum
+webhook_moderate(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+	Relation	rel;
+	HeapTuple	tuple;
+	Oid			relid;
+	Datum		arg;
+	Oid			argtype = REGCLASSOID;
+	HeapTuple	m;
+	TupleDesc	mdesc;
+	char	   *action;
+	char	   *payload_col;
+	char	   *recipient_col;
+	char	   *only_col;
+	int64		endpoint_id;
+	char	   *url;
+	char	   *secret;
+	char	   *state;
+	int			nheaders;
+	char	  **headers;
+	SPIPlanPtr	plan;
+	HeapTuple	f;
+	TupleDesc	fdesc;
+	StringInfoData form;
+	WebhookRequest req;
+	WebhookKey	key;
+	struct curl_slist *h = NULL;
+	char		id[64];
+	char		line[160];
+	uint8		rnd[8];
+	int64		ts = (int64) time(NULL);
+	char	   *sig;
+	char	   *reply;
+	Jsonb	   *jb;
+	JsonbValue	ok;
+	JsonbValue	details_v;
+	Jsonb	   *details = NULL;
+	JsonbValue	v;
+	int			cols[3];
+	Datum		vals[3];
+	bool		nulls[3];
+	int			ncols = 0;
+	MemoryContext callctx = CurrentMemoryContext;
+
+	if (!CALLED_AS_TRIGGER(fcinfo) ||
+		!TRIGGER_FIRED_BEFORE(trigdata->tg_event) ||
+		!TRIGGER_FIRED_FOR_ROW(trigdata->tg_event) ||
+		!TRIGGER_FIRED_BY_INSERT(trigdata->tg_event))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("webhook._moderate() must be fired BEFORE INSERT FOR EACH ROW"),
+				 errhint("Install moderation hooks with webhook.moderate().")));
+	rel = trigdata->tg_relation;
+	tuple = trigdata->tg_trigtuple;
+	relid = RelationGetRelid(rel);
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	if (lookup_plan == NULL)
+	{
+		lookup_plan = SPI_prepare(lookup_sql, 1, &argtype);
+		if (lookup_plan == NULL || SPI_keepplan(lookup_plan) != 0)
+			elog(ERROR, "could not prepare the moderation lookup");
+	}
+	arg = ObjectIdGetDatum(relid);
+	if (SPI_execute_plan(lookup_plan, &arg, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not read webhook.moderation");
+	if (SPI_processed != 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("table %s has a moderation trigger but no moderation hook",
+						RelationGetRelationName(rel)),
+				 errhint("Install moderation hooks with webhook.moderate().")));
+
+	m = SPI_tuptable->vals[0];
+	mdesc = SPI_tuptable->tupdesc;
+	action = SPI_getvalue(m, mdesc, 2);
+	payload_col = SPI_getvalue(m, mdesc, 3);
+	recipient_col = SPI_getvalue(m, mdesc, 4);
+	only_col = SPI_getvalue(m, mdesc, 5);
+	endpoint_id = DatumGetInt64(SPI_getbinval(m, mdesc, 6, &nulls[0]));
+	url = SPI_getvalue(m, mdesc, 7);
+	secret = SPI_getvalue(m, mdesc, 8);
+	state = SPI_getvalue(m, mdesc, 10);
+	{
+		Jsonb	   *hj = DatumGetJsonbP(DirectFunctionCall1(jsonb_in,
+															CStringGetDatum(SPI_getvalue(m, mdesc, 9))));
+		JsonbIterator *it = JsonbIteratorInit(&hj->root);
+		JsonbIteratorToken tok;
+		char	   *k = NULL;
+
+		nheaders = 0;
+		headers = palloc(sizeof(char *) * (JsonContainerSize(&hj->root) + 1));
+		while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+		{
+			if (tok == WJB_KEY)
+				k = pnstrdup(v.val.string.val, v.val.string.len);
+			else if (tok == WJB_VALUE && v.type == jbvString)
+				headers[nheaders++] = psprintf("%s: %.*s", k, v.val.string.len, v.val.string.val);
+		}
+	}
+	if (strcmp(state, "disabled") == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("moderation hook endpoint %lld is disabled", (long long) endpoint_id),
+				 errdetail("Rows of %s are rejected until it is enabled.", RelationGetRelationName(rel)),
+				 errhint("Enable it with webhook.enable_endpoint().")));
+
+	/* The form fields, computed from the new row. */
+	plan = field_plan(trigdata->tg_trigger, SPI_getvalue(m, mdesc, 1), rel->rd_rel->reltype);
+	arg = heap_copy_tuple_as_datum(tuple, RelationGetDescr(rel));
+	if (SPI_execute_plan(plan, &arg, NULL, true, 1) != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "could not compute the moderation fields");
+	f = SPI_tuptable->vals[0];
+	fdesc = SPI_tuptable->tupdesc;
+
+	MemoryContextSwitchTo(callctx);
+	initStringInfo(&form);
+	form_field(&form, "action", action);
+	if (strcmp(action, "publish") == 0)
+	{
+		form_field(&form, "channel_name", SPI_getvalue(f, fdesc, 1));
+		form_field(&form, "payload", SPI_getvalue(f, fdesc, 2));
+		form_field(&form, "originator", SPI_getvalue(f, fdesc, 3));
+	}
+	else
+	{
+		form_field(&form, "sender", SPI_getvalue(f, fdesc, 3));
+		form_field(&form, "recipient", SPI_getvalue(f, fdesc, 4));
+		form_field(&form, "recipient_exists", SPI_getvalue(f, fdesc, 5));
+		form_field(&form, "payload", SPI_getvalue(f, fdesc, 2));
+	}
+
+	/* Signed like every request. */
+	if (!pg_strong_random(rnd, sizeof(rnd)))
+		elog(ERROR, "could not generate random bytes");
+	snprintf(id, sizeof(id), "mod_%lld_%02x%02x%02x%02x%02x%02x%02x%02x", (long long) endpoint_id,
+			 rnd[0], rnd[1], rnd[2], rnd[3], rnd[4], rnd[5], rnd[6], rnd[7]);
+	if (!WebhookDecodeSecret(secret, &key))
+		key.len = 0;
+	sig = WebhookSign(&key, id, ts, form.data, form.len);
+	h = curl_slist_append(h, "Content-Type: application/x-www-form-urlencoded");
+	h = curl_slist_append(h, "Expect:");
+	snprintf(line, sizeof(line), "webhook-id: %s", id);
+	h = curl_slist_append(h, line);
+	snprintf(line, sizeof(line), "webhook-timestamp: " INT64_FORMAT, ts);
+	h = curl_slist_append(h, line);
+	snprintf(line, sizeof(line), "webhook-signature: %s", sig);
+	h = curl_slist_append(h, line);
+	for (int i = 0; i < nheaders; i++)
+		h = curl_slist_append(h, headers[i]);
+	if (h == NULL)
+		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
+
+	memset(&req, 0, sizeof(req));
+	req.url = url;
+	req.body = form.data;
+	req.body_len = form.len;
+	req.headers = h;
+	req.timeout_ms = webhook_timeout;
+	perform(&req);
+
+	/* What came back. */
+	if (req.result != CURLE_OK || req.status == 0)
+	{
+		const char *why = req.result == CURLE_OPERATION_TIMEDOUT ? "timed out" : WebhookHttpError(&req);
+		char	   *msg = pstrdup(why);
+
+		WebhookHttpRelease(&req);
+		ereport(ERROR,
+				(errcode(ERRCODE_CONNECTION_FAILURE),
+				 errmsg("moderation hook of %s %s: %s", RelationGetRelationName(rel),
+						req.result == CURLE_OPERATION_TIMEDOUT ? "timed out" : "could not be reached", msg),
+				 errdetail("The row was rejected; endpoint %lld at %s, webhook.timeout = %d ms.",
+						   (long long) endpoint_id, url, webhook_timeout)));
+	}
+	if (req.status != 200)
+	{
+		long		status = req.status;
+
+		WebhookHttpRelease(&req);
+		ereport(ERROR,
+				(errcode(ERRCODE_PROTOCOL_VIOLATION),
+				 errmsg("moderation hook of %s answered HTTP %ld", RelationGetRelationName(rel), status),
+				 errdetail("The row was rejected; a moderation hook must answer 200 with [success, details].")));
+	}
+	reply = pnstrdup(req.resp ? req.resp : "", req.resp_len);
+	WebhookHttpRelease(&req);
+	{
+		JsonLexContext *lex;
+		bool		valid = pg_verifymbstr(reply, strlen(reply), true) &&
+			strlen(reply) == (size_t) req.resp_len;
+
+		if (valid)
+		{
+			lex = makeJsonLexContextCstringLen(reply, strlen(reply), GetDatabaseEncoding(), true);
+			valid = pg_parse_json(lex, &nullSemAction) == JSON_SUCCESS;
+		}
+		jb = valid ? DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(reply))) : NULL;
+		if (jb == NULL || !JB_ROOT_IS_ARRAY(jb) || JB_ROOT_IS_SCALAR(jb) ||
+			JsonContainerSize(&jb->root) != 2 ||
+			getIthJsonbValueFromContainer(&jb->root, 0) == NULL ||
+			(ok = *getIthJsonbValueFromContainer(&jb->root, 0)).type != jbvBool ||
+			(details_v = *getIthJsonbValueFromContainer(&jb->root, 1)).type != jbvBinary ||
+			!JsonContainerIsObject(details_v.val.binary.data))
+			ereport(ERROR,
+					(errcode(ERRCODE_PROTOCOL_VIOLATION),
+					 errmsg("moderation hook of %s sent a malformed reply", RelationGetRelationName(rel)),
+					 errdetail("The row was rejected; the reply must be a JSON array [success, details], got: %.200s",
+							   reply)));
+		details = JsonbValueToJsonb(&details_v);
+	}
+
+	if (!ok.val.boolean)
+	{
+		char	   *error = "Unauthorized";
+
+		if (detail(details, "error", &v) && v.type == jbvString)
+			error = pnstrdup(v.val.string.val, v.val.string.len);
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("%s", error),
+				 errdetail("The moderation hook of %s rejected the row.", RelationGetRelationName(rel))));
+	}
+
+	/* Let it in, with what the details override. */
+	if (detail(details, "override_payload", &v))
+	{
+		cols[ncols] = column(rel, payload_col);
+		vals[ncols] = json_to_column(&v, rel, cols[ncols], &nulls[ncols]);
+		ncols++;
+	}
+	if (recipient_col && detail(details, "override_recipient_name", &v))
+	{
+		cols[ncols] = column(rel, recipient_col);
+		vals[ncols] = json_to_column(&v, rel, cols[ncols], &nulls[ncols]);
+		ncols++;
+	}
+	if (only_col && detail(details, "only_to_sender", &v) && v.type == jbvBool)
+	{
+		cols[ncols] = column(rel, only_col);
+		vals[ncols] = BoolGetDatum(v.val.boolean);
+		nulls[ncols] = false;
+		ncols++;
+	}
+	if (ncols > 0)
+		tuple = heap_modify_tuple_by_cols(tuple, RelationGetDescr(rel), ncols, cols, vals, nulls);
+
+	SPI_finish();
+	return PointerGetDatum(tuple);
+}
