@@ -192,7 +192,7 @@ CREATE FUNCTION webhook.format_phraseanet(event jsonb, endpoint webhook.endpoint
 SELECT CASE
     WHEN event->>'type' IN ('update_notification', 'republish_request', 'unpublish_request') THEN
         pg_catalog.jsonb_build_object('event', event->'type', 'webhookId', event->'id', 'version', 1,
-            'data', pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object(
+            'data', webhook._strip(pg_catalog.jsonb_build_object(
                 'channel', event->'channel', 'chat_type', event->'chat_type',
                 'update_type', event->'update_type', 'message', event->'message',
                 'channel_data', event->'data', 'table', event->'table',
@@ -1189,7 +1189,7 @@ BEGIN
     END IF;
 
     qrel := webhook._qualified(rel);
-    fields := format('SELECT (%s)::text, pg_catalog.to_jsonb(%I)::text, (%s)::text, (%s)::text, (%s)::boolean FROM (SELECT ($1).*) AS _wh_row',
+    fields := format('SELECT (%s)::text, pg_catalog.to_jsonb(%I)::text, (%s)::text, (%s)::text, ((%s)::boolean)::text FROM (SELECT ($1).*) AS _wh_row',
                      coalesce(channel, 'NULL'), payload, coalesce(sender, 'NULL'),
                      coalesce(quote_ident(recipient), 'NULL'), coalesce(recipient_exists, 'NULL'));
     INSERT INTO webhook.moderation (rel, endpoint_id, action, channel, payload, sender, recipient,

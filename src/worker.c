@@ -818,7 +818,7 @@ record_results(dlist_head *done)
 			int64		d = retry_delay(job->attempts + 1, retry_after);
 
 			v[0] = Int64GetDatum(job->id);
-			v[1] = CStringGetTextDatum(job->url);
+			v[1] = CStringGetTextDatum(job->endpoint_url);
 			v[2] = CStringGetTextDatum(job->token);
 			v[3] = CStringGetTextDatum(job->challenge);
 			v[4] = Int32GetDatum((int32) req->status);

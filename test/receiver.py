@@ -90,6 +90,7 @@ class Handler(BaseHTTPRequestHandler):
             "body": raw.decode("utf-8", "replace"),
             "time": time.time(),
             "status": status,
+            "client_port": self.client_address[1],
         }
         with lock:
             with open(self.server.log, "a") as f:

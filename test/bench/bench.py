@@ -1,0 +1,655 @@
+#!/usr/bin/python3
+"""The webhook benchmark's measurements; run by test/bench/run.sh, which
+provides the cluster (webhook preloaded) and nginx, and cleans up.
+
+Every wait for deliveries counts lines in nginx's arrivals log (one line per
+request: arrival time in ms, webhook-id, status), so nothing polls the
+database while the worker works; the time of the last arrival ends each
+measurement. Phases run one after the other and each starts with nothing in
+flight.
+"""
+import json
+import math
+import os
+import platform
+import re
+import signal
+import statistics
+import subprocess
+import sys
+import threading
+import time
+
+import psycopg2
+
+ENV = os.environ
+DIR = ENV["BENCH_DIR"]
+PG_PORT = ENV["BENCH_PG_PORT"]
+RECV_PORT = ENV["BENCH_RECV_PORT"]
+PG_BIN = ENV["PG_BIN"]
+SRC = ENV["BENCH_SRC"]
+BENCH = os.path.join(SRC, "test", "bench")
+OUT = os.path.join(BENCH, "out", "results.json")
+ARRIVALS = os.path.join(DIR, "nginx", "arrivals.log")
+SCALE = float(ENV.get("BENCH_SCALE", "1"))
+REPEAT = 3                      # samples per figure; the figure is their median
+URL = f"http://127.0.0.1:{RECV_PORT}/hook"
+CONTENT = "Hello from the benchmark: a chat message of about a hundred bytes, like people send."
+
+
+def scaled(n, least):
+    return max(least, int(round(n * SCALE)))
+
+
+SIZES = {
+    "wrk_seconds": scaled(5, 2),
+    "pgbench_seconds": scaled(20, 3),
+    "bulk_rows": scaled(100_000, 1000),
+    "single_row_events": scaled(100_000, 1000),
+    "latency_inserts": scaled(500, 50),
+    "backlog_small": scaled(10_000, 500),
+    "backlog_large": scaled(1_000_000, 10_000),
+    "fanout_endpoints": 10,
+    "fanout_events": scaled(10_000, 500),
+}
+
+
+def log(msg):
+    print(f"   {msg}", flush=True)
+
+
+def phase(msg):
+    print(f"== {msg}", flush=True)
+
+
+def connect():
+    c = psycopg2.connect(host=DIR, port=PG_PORT, user="postgres", dbname="postgres")
+    c.autocommit = True
+    return c
+
+
+DB = None
+
+
+def q(sql, args=None):
+    with DB.cursor() as cur:
+        cur.execute(sql, args)
+        return cur.fetchall() if cur.description else None
+
+
+def q1(sql, args=None):
+    r = q(sql, args)
+    return r[0][0] if r else None
+
+
+# ---------------------------------------------------------------- arrivals
+
+class Arrivals:
+    """Reads nginx's arrivals log from where the last wait stopped."""
+
+    def __init__(self, path):
+        self.f = open(path, "rb")
+        self.partial = b""
+
+    def skip(self):
+        """Forget everything logged so far (after nginx's 100 ms flush)."""
+        time.sleep(0.3)
+        self.f.seek(0, 2)
+        self.partial = b""
+
+    def wait(self, n, keep=False, idle_timeout=30.0):
+        """Wait for n more requests; (count, first, last arrival time, [lines])."""
+        count = 0
+        first = last = None
+        kept = []
+        idle_since = time.time()
+        while count < n:
+            data = self.f.read()
+            if not data:
+                if time.time() - idle_since > idle_timeout:
+                    break
+                time.sleep(0.05)
+                continue
+            idle_since = time.time()
+            data = self.partial + data
+            cut = data.rfind(b"\n") + 1
+            self.partial = data[cut:]
+            data = data[:cut]
+            lines_here = data.count(b"\n")
+            if lines_here == 0:
+                continue
+            if keep or count + lines_here > n:
+                lines = data.split(b"\n")[:lines_here]
+                take = lines[: n - count]
+                if keep:
+                    kept.extend(take)
+                if first is None:
+                    first = float(take[0].split(b" ", 1)[0])
+                last = float(take[-1].split(b" ", 1)[0])
+                count += len(take)
+            else:
+                if first is None:
+                    first = float(data[: data.index(b" ")])
+                last_line = data[data.rfind(b"\n", 0, len(data) - 1) + 1:]
+                last = float(last_line.split(b" ", 1)[0])
+                count += lines_here
+        return count, first, last, kept
+
+
+ARR = None
+
+
+class Incomplete(Exception):
+    pass
+
+
+def wait_deliveries(n, keep=False):
+    count, first, last, kept = ARR.wait(n, keep=keep)
+    if count < n:
+        stuck = q("SELECT status, count(*) FROM webhook.delivery GROUP BY 1 ORDER BY 1")
+        raise Incomplete(f"only {count} of {n} deliveries arrived (nothing for 30 s); "
+                         f"webhook.delivery: {stuck}")
+    return first, last, kept
+
+
+# ---------------------------------------------------------------- the worker
+
+def worker_pid():
+    return q1("SELECT pid FROM pg_stat_activity WHERE backend_type = 'webhook worker'")
+
+
+def proc_status(pid):
+    out = {}
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            k, _, v = line.partition(":")
+            if k in ("VmRSS", "VmHWM", "RssAnon", "RssFile", "RssShmem"):
+                out[k] = int(v.split()[0]) / 1024.0      # MB
+    out["private"] = out["RssAnon"] + out["RssFile"]
+    return out
+
+
+class RssSampler(threading.Thread):
+    """Samples the worker's memory every 100 ms; keeps the peaks."""
+
+    def __init__(self, pid):
+        super().__init__(daemon=True)
+        self.pid = pid
+        self.peak = {}
+        self.stop = threading.Event()
+
+    def run(self):
+        while not self.stop.is_set():
+            try:
+                s = proc_status(self.pid)
+            except OSError:
+                return
+            for k, v in s.items():
+                self.peak[k] = max(self.peak.get(k, 0), v)
+            self.stop.wait(0.1)
+
+    def finish(self):
+        self.stop.set()
+        self.join()
+        return self.peak
+
+
+def wait_worker_idle(timeout=30):
+    """Until the worker has recorded everything it sent (no pending deliveries)."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if not q1("SELECT EXISTS (SELECT 1 FROM webhook.delivery WHERE status = 'pending' AND in_flight)"):
+            return
+        time.sleep(0.1)
+
+
+# ---------------------------------------------------------------- helpers
+
+def median(xs):
+    return statistics.median(xs) if xs else None
+
+
+def checkpoint():
+    q("CHECKPOINT")
+
+
+def bulk_insert(table, n, offset=0):
+    t = time.perf_counter()
+    q(f"""INSERT INTO {table} (channel_id, "user", content)
+          SELECT 'channel-' || (g %% 100), 'U' || (g %% 1000), %s
+          FROM generate_series(%s, %s) AS g""", (CONTENT, offset + 1, offset + n))
+    return time.perf_counter() - t
+
+
+def pgbench(table, clients, seconds=None, transactions=None):
+    script = os.path.join(DIR, f"insert_{table}.sql")
+    with open(script, "w") as f:
+        f.write("\\set ch random(1, 100)\n\\set u random(1, 1000)\n"
+                f"INSERT INTO {table} (channel_id, \"user\", content) "
+                f"VALUES ('channel-' || :ch, 'U' || :u, '{CONTENT}');\n")
+    cmd = [os.path.join(PG_BIN, "pgbench"), "-n", "-M", "prepared", "-h", DIR, "-p", PG_PORT,
+           "-U", "postgres", "-c", str(clients), "-j", str(min(clients, os.cpu_count() or 1)),
+           "-f", script]
+    cmd += ["-T", str(seconds)] if seconds else ["-t", str(transactions // clients)]
+    cmd.append("postgres")
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    if r.returncode != 0:
+        raise RuntimeError(f"pgbench failed: {r.stderr.strip()}")
+    tps = float(re.search(r"tps = ([\d.]+) \(without initial connection time\)", r.stdout).group(1))
+    done = int(re.search(r"number of transactions actually processed: (\d+)", r.stdout).group(1))
+    return tps, done
+
+
+def drained_rate(n, t0):
+    _, last, _ = wait_deliveries(n)
+    return n / (last - t0), last - t0
+
+
+# ---------------------------------------------------------------- the phases
+
+R = {}          # figures
+ERRORS = {}
+
+
+def run_phase(name, fn):
+    try:
+        fn()
+    except Exception as e:      # one failed phase must not lose the others
+        ERRORS[name] = f"{type(e).__name__}: {e}"
+        print(f"!! {name} failed: {ERRORS[name]}", flush=True)
+        # leave nothing behind for the next phase
+        pid = worker_pid()
+        if pid:
+            os.kill(pid, signal.SIGCONT)
+        drain_everything()
+
+
+def drain_everything(timeout=600):
+    """Wait until the queue is empty and nothing is pending, then forget the log."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if not q1("SELECT EXISTS (SELECT 1 FROM webhook.queue)") and \
+           not q1("SELECT EXISTS (SELECT 1 FROM webhook.delivery WHERE status = 'pending')"):
+            break
+        time.sleep(0.5)
+    ARR.skip()
+
+
+def p_capacity():
+    phase(f"1. receiver capacity: wrk, keep-alive, 1 thread, POST, {SIZES['wrk_seconds']} s x {REPEAT} per connection count")
+    out = {}
+    for conns in (16, 64):
+        samples = []
+        for _ in range(REPEAT):
+            r = subprocess.run(["wrk", "-t", "1", "-c", str(conns), "-d", f"{SIZES['wrk_seconds']}s",
+                                "-s", os.path.join(BENCH, "post.lua"), URL],
+                               capture_output=True, text=True, check=True)
+            m = re.search(r"Requests/sec:\s+([\d.]+)", r.stdout)
+            non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", r.stdout)
+            if non2xx:
+                raise RuntimeError(f"nginx answered {non2xx.group(1)} requests with non-2xx")
+            samples.append(float(m.group(1)))
+        out[conns] = samples
+        log(f"{conns} connections: {median(samples):,.0f} req/s (samples {', '.join(f'{s:,.0f}' for s in samples)})")
+    best = max(out, key=lambda c: median(out[c]))
+    R["receiver_capacity"] = {"value": median(out[best]), "unit": "req/s", "connections": best,
+                              "samples": out[best], "by_connections": {str(c): out[c] for c in out}}
+    ARR.skip()
+
+
+def p_trigger():
+    secs = SIZES["pgbench_seconds"]
+    phase(f"2. trigger cost: pgbench, one-row INSERTs, 4 clients, {secs} s per run, untracked and tracked in turn x {REPEAT}")
+    plain, tracked, drain = [], [], []
+    for i in range(REPEAT):
+        checkpoint()
+        tps, _ = pgbench("message_plain", 4, seconds=secs)
+        plain.append(tps)
+        checkpoint()
+        ARR.skip()
+        t0 = time.time()
+        tps, n = pgbench("message", 4, seconds=secs)
+        tracked.append(tps)
+        t_end = time.time()
+        _, last, _ = wait_deliveries(n)
+        drain.append(max(0.0, last - t_end))
+        log(f"run {i + 1}: untracked {plain[-1]:,.0f} tps, tracked {tps:,.0f} tps; "
+            f"the last of its {n:,} deliveries arrived {drain[-1]:.2f} s after pgbench ended")
+    R["insert_tps_untracked"] = {"value": median(plain), "unit": "tps", "samples": plain}
+    R["insert_tps_tracked"] = {"value": median(tracked), "unit": "tps", "samples": tracked,
+                               "delivery_lag_after_end_s": drain}
+    R["insert_tps_ratio"] = {"value": median(tracked) / median(plain), "unit": "ratio"}
+
+
+def p_bulk():
+    n = SIZES["bulk_rows"]
+    phase(f"3+4b. bulk cost, and throughput of one statement: INSERT of {n:,} rows, untracked and tracked in turn x {REPEAT}")
+    plain, tracked, rates = [], [], []
+    for i in range(REPEAT):
+        checkpoint()
+        plain.append(bulk_insert("message_plain", n))
+        checkpoint()
+        ARR.skip()
+        tracked.append(bulk_insert("message", n))
+        t_commit = time.time()
+        rate, secs = drained_rate(n, t_commit)
+        rates.append(rate)
+        log(f"run {i + 1}: untracked {plain[-1]:.3f} s, tracked {tracked[-1]:.3f} s; "
+            f"all {n:,} delivered {secs:.2f} s after the commit: {rate:,.0f}/s")
+    R["bulk_insert_s_untracked"] = {"value": median(plain), "unit": "s", "samples": plain, "rows": n}
+    R["bulk_insert_s_tracked"] = {"value": median(tracked), "unit": "s", "samples": tracked, "rows": n}
+    R["bulk_insert_ratio"] = {"value": median(tracked) / median(plain), "unit": "ratio"}
+    R["deliveries_per_s_bulk"] = {"value": median(rates), "unit": "deliveries/s", "samples": rates,
+                                  "events": n, "clock": "from the commit of the INSERT to the arrival of the last delivery"}
+
+
+def p_single():
+    n = SIZES["single_row_events"]
+    phase(f"4a. throughput, single-row transactions: {n:,} one-row INSERTs by pgbench (4 clients, as fast as they go) x {REPEAT}")
+    rates, producer = [], []
+    for i in range(REPEAT):
+        checkpoint()
+        ARR.skip()
+        t0 = time.time()
+        tps, done = pgbench("message", 4, transactions=n)
+        t_end = time.time()
+        rate, secs = drained_rate(done, t0)
+        rates.append(rate)
+        producer.append(tps)
+        log(f"run {i + 1}: inserts at {tps:,.0f} tps took {t_end - t0:.2f} s; all {done:,} delivered "
+            f"{secs:.2f} s after the first began: {rate:,.0f}/s ({secs - (t_end - t0):.2f} s after the last commit)")
+    R["deliveries_per_s_single_row"] = {"value": median(rates), "unit": "deliveries/s", "samples": rates,
+                                        "events": n, "producer_tps": producer,
+                                        "clock": "from the start of the first INSERT to the arrival of the last delivery; "
+                                                 "bounded by the producer's rate"}
+
+
+def p_latency():
+    n = SIZES["latency_inserts"]
+    phase(f"5. latency: {n} single-row INSERTs, one client, 10 ms apart; commit (as the client saw it) -> arrival at nginx")
+    checkpoint()
+    ARR.skip()
+    commits = {}
+    c = connect()
+    cur = c.cursor()
+    start = time.time() + 0.05
+    for i in range(n):
+        delay = start + i * 0.010 - time.time()
+        if delay > 0:
+            time.sleep(delay)
+        cur.execute('INSERT INTO message (channel_id, "user", content) VALUES (%s, %s, %s) RETURNING id',
+                    ("channel-latency", "U1", f"latency probe {i}"))
+        msg_id = cur.fetchone()[0]
+        commits[msg_id] = time.time()
+    c.close()
+    _, _, kept = wait_deliveries(n, keep=True)
+    arrival = {}
+    for line in kept:
+        t, wid, _status = line.decode().split(" ")
+        m = re.match(r"msg_(\d+)_(\d+)$", wid)
+        arrival[int(m.group(1))] = float(t)
+    rows = q("SELECT event_id, (event->'record'->>'id')::bigint FROM webhook.delivery WHERE event_id = ANY (%s)",
+             (list(arrival),))
+    lat = sorted((arrival[ev] - commits[mid]) * 1000.0 for ev, mid in rows if mid in commits)
+    if len(lat) < n:
+        raise RuntimeError(f"matched only {len(lat)} of {n} arrivals to their commits")
+
+    def pct(p):     # nearest rank
+        return lat[max(0, math.ceil(p / 100.0 * len(lat)) - 1)]
+    R["latency_ms"] = {"p50": pct(50), "p90": pct(90), "p99": pct(99), "max": lat[-1], "min": lat[0],
+                       "mean": statistics.mean(lat), "unit": "ms", "inserts": n,
+                       "resolution": "nginx's $msec: 1 ms"}
+    log(f"p50 {pct(50):.1f} ms, p90 {pct(90):.1f} ms, p99 {pct(99):.1f} ms, max {lat[-1]:.1f} ms")
+
+
+def backlog(n, perf=False):
+    """n events queued while the worker is stopped; deliveries/s once it runs again."""
+    pid = worker_pid()
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        done = 0
+        while done < n:
+            k = min(100_000, n - done)
+            bulk_insert("message", k, done)
+            done += k
+        queued = q1("SELECT count(*) FROM webhook.queue")
+        checkpoint()
+        ARR.skip()
+        before = proc_status(pid)
+        sampler = RssSampler(pid)
+        sampler.start()
+        prof = None
+        if perf:
+            prof = subprocess.Popen(["perf", "record", "-g", "-o", os.path.join(BENCH, "out", "worker.perf.data"),
+                                     "-p", str(pid)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            time.sleep(0.5)
+        t0 = time.time()
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    _, last, _ = wait_deliveries(n)
+    if prof:
+        prof.send_signal(signal.SIGINT)
+        prof.wait()
+    wait_worker_idle()
+    time.sleep(1.0)
+    after = proc_status(pid)
+    peak = sampler.finish()
+    return {"events": n, "queued": queued, "rate": n / (last - t0), "seconds": last - t0,
+            "mem_before": before, "mem_after": after, "mem_peak": peak}
+
+
+def p_backlog():
+    small, large = SIZES["backlog_small"], SIZES["backlog_large"]
+    phase(f"7+6. backlog: {small:,} (x {REPEAT}) and {large:,} events queued while the receiver cannot "
+          f"be reached (the worker stopped with SIGSTOP), then drained; memory over the {large:,}")
+    rates = []
+    for i in range(REPEAT):
+        b = backlog(small)
+        rates.append(b["rate"])
+        log(f"{small:,} queued: delivered in {b['seconds']:.2f} s, {b['rate']:,.0f}/s")
+    b = backlog(large, perf=ENV.get("BENCH_PERF") == "1")
+    log(f"{large:,} queued: delivered in {b['seconds']:.2f} s, {b['rate']:,.0f}/s")
+    R["backlog_small_per_s"] = {"value": median(rates), "unit": "deliveries/s", "samples": rates, "events": small}
+    R["backlog_large_per_s"] = {"value": b["rate"], "unit": "deliveries/s", "events": large, "seconds": b["seconds"]}
+    R["backlog_ratio"] = {"value": b["rate"] / median(rates), "unit": "ratio"}
+    before, after, peak = b["mem_before"], b["mem_after"], b["mem_peak"]
+    R["worker_memory"] = {
+        "deliveries": large, "unit": "MB",
+        "before": before, "after": after, "peak_sampled": peak,
+        "growth_private": after["private"] - before["private"],
+        "peak_private": max(peak.get("private", 0), after["private"]),
+        "growth_vmrss": after["VmRSS"] - before["VmRSS"],
+        "vmhwm": after["VmHWM"],
+        "note": "private = RssAnon + RssFile = VmRSS without the shared memory (shared_buffers pages the worker "
+                "touched, which VmRSS and VmHWM count)"}
+    log(f"worker memory: private (RssAnon+RssFile) {before['private']:.1f} -> {after['private']:.1f} MB, "
+        f"peak {R['worker_memory']['peak_private']:.1f} MB; VmRSS {before['VmRSS']:.1f} -> {after['VmRSS']:.1f} MB, "
+        f"VmHWM {after['VmHWM']:.1f} MB")
+
+
+def p_fanout():
+    n, k = SIZES["fanout_events"], SIZES["fanout_endpoints"]
+    phase(f"8. fan-out: {k} endpoints, {n:,} events in one INSERT, {n * k:,} deliveries x {REPEAT}")
+    for j in range(2, k + 1):
+        q("SELECT webhook.create_endpoint(%s, name => %s, verify => false)", (f"{URL}/{j}", f"nginx-{j}"))
+    rates = []
+    for i in range(REPEAT):
+        checkpoint()
+        ARR.skip()
+        bulk_insert("message", n)
+        t_commit = time.time()
+        rate, secs = drained_rate(n * k, t_commit)
+        rates.append(rate)
+        log(f"run {i + 1}: {n * k:,} delivered {secs:.2f} s after the commit: {rate:,.0f}/s")
+    R["fanout_per_s"] = {"value": median(rates), "unit": "deliveries/s", "samples": rates,
+                         "endpoints": k, "events": n}
+    q("SELECT webhook.drop_endpoint(id) FROM webhook.endpoint WHERE name LIKE 'nginx-%%'")
+
+
+# ---------------------------------------------------------------- report
+
+def machine_info():
+    cpu = "?"
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    with open("/proc/meminfo") as f:
+        mem_kb = int(f.readline().split()[1])
+
+    def cmd(*a):
+        try:
+            r = subprocess.run(a, capture_output=True, text=True)
+            return (r.stdout or r.stderr).strip().splitlines()[0]
+        except (OSError, IndexError):
+            return None
+    return {
+        "nproc": os.cpu_count(), "cpu": cpu, "memory_gb": round(mem_kb / 1024 / 1024, 1),
+        "kernel": platform.release(), "postgresql": q1("SELECT version()"),
+        "libcurl": cmd("curl-config", "--version"),
+        "nginx": cmd("/usr/sbin/nginx", "-v"), "wrk": cmd("wrk", "-v"),
+        "loadavg_at_start": os.getloadavg(),
+    }
+
+
+SETTINGS = ["shared_buffers", "synchronous_commit", "fsync", "wal_level", "max_wal_size", "checkpoint_timeout",
+            "autovacuum", "shared_preload_libraries", "webhook.database_name", "webhook.max_concurrency",
+            "webhook.endpoint_concurrency", "webhook.batch_size", "webhook.timeout", "webhook.retention"]
+
+
+def fmt(v, unit):
+    if v is None:
+        return "-"
+    if unit == "ratio":
+        return f"{v:.2f}"
+    if unit in ("s",):
+        return f"{v:.3f} s"
+    if unit == "ms":
+        return f"{v:.1f} ms"
+    if unit == "MB":
+        return f"{v:.1f} MB"
+    return f"{v:,.0f} {unit}"
+
+
+def table():
+    rows = []   # (figure, value, target, met)
+
+    def val(key, sub="value"):
+        return R.get(key, {}).get(sub)
+
+    def row(name, v, unit, target=None, ok=None):
+        met = "" if ok is None else ("met" if ok else "NOT MET")
+        rows.append((name, fmt(v, unit), target or "", met if v is not None else ("no figure" if target else "")))
+        return {"name": name, "value": v, "unit": unit, "target": target,
+                "met": (bool(ok) if v is not None and ok is not None else None)}
+
+    cap = val("receiver_capacity")
+    figs = []
+    figs.append(row(f"1. receiver capacity (wrk, {val('receiver_capacity', 'connections')} conns)", cap, "req/s"))
+    figs.append(row("2. 1-row INSERT, untracked", val("insert_tps_untracked"), "tps"))
+    figs.append(row("2. 1-row INSERT, tracked", val("insert_tps_tracked"), "tps"))
+    r = val("insert_tps_ratio")
+    figs.append(row("2. tracked / untracked TPS", r, "ratio", ">= 0.85", r is not None and r >= 0.85))
+    figs.append(row(f"3. INSERT {SIZES['bulk_rows']:,} rows, untracked", val("bulk_insert_s_untracked"), "s"))
+    figs.append(row(f"3. INSERT {SIZES['bulk_rows']:,} rows, tracked", val("bulk_insert_s_tracked"), "s"))
+    r = val("bulk_insert_ratio")
+    figs.append(row("3. tracked / untracked time", r, "ratio", "<= 1.5", r is not None and r <= 1.5))
+    for key, name in (("deliveries_per_s_single_row", "4. deliveries/s, single-row txns"),
+                      ("deliveries_per_s_bulk", "4. deliveries/s, one statement")):
+        v = val(key)
+        figs.append(row(name, v, "deliveries/s", ">= 20,000", v is not None and v >= 20000))
+        if v is not None and cap:
+            figs.append(row("   fraction of receiver capacity", v / cap, "ratio"))
+    lat = R.get("latency_ms", {})
+    figs.append(row("5. commit -> receiver p50", lat.get("p50"), "ms", "<= 5 ms",
+                    lat.get("p50") is not None and lat["p50"] <= 5))
+    figs.append(row("5. commit -> receiver p99", lat.get("p99"), "ms", "<= 25 ms",
+                    lat.get("p99") is not None and lat["p99"] <= 25))
+    mem = R.get("worker_memory", {})
+    n = mem.get("deliveries", SIZES["backlog_large"])
+    figs.append(row(f"6. worker RSS growth, {n:,} deliveries", mem.get("growth_private"), "MB", "<= 10 MB",
+                    mem.get("growth_private") is not None and mem["growth_private"] <= 10))
+    figs.append(row("6. worker RSS peak", mem.get("peak_private"), "MB", "<= 32 MB",
+                    mem.get("peak_private") is not None and mem["peak_private"] <= 32))
+    figs.append(row("   (VmRSS with shared memory, growth)", mem.get("growth_vmrss"), "MB"))
+    figs.append(row("   (VmHWM with shared memory)", mem.get("vmhwm"), "MB"))
+    figs.append(row(f"7. backlog {SIZES['backlog_small']:,}", val("backlog_small_per_s"), "deliveries/s"))
+    figs.append(row(f"7. backlog {SIZES['backlog_large']:,}", val("backlog_large_per_s"), "deliveries/s"))
+    r = val("backlog_ratio")
+    figs.append(row("7. backlog large / small", r, "ratio", ">= 0.8", r is not None and r >= 0.8))
+    figs.append(row(f"8. fan-out, {SIZES['fanout_endpoints']} endpoints", val("fanout_per_s"), "deliveries/s"))
+
+    w = [max(len(x[i]) for x in rows + [("figure", "value", "target", "")]) for i in range(4)]
+    print()
+    print(f"{'figure':<{w[0]}}  {'value':>{w[1]}}  {'target':<{w[2]}}  ")
+    print("-" * (sum(w) + 8))
+    for a, b, c, d in rows:
+        print(f"{a:<{w[0]}}  {b:>{w[1]}}  {c:<{w[2]}}  {d}")
+    return figs
+
+
+def main():
+    global DB, ARR
+    DB = connect()
+    for _ in range(100):
+        if worker_pid():
+            break
+        time.sleep(0.1)
+    ARR = Arrivals(ARRIVALS)
+    info = machine_info()
+    settings = {s: q1(f"SHOW {s}") for s in SETTINGS}
+    print(f"== {info['nproc']} x {info['cpu']}, {info['memory_gb']} GB, Linux {info['kernel']}")
+    print(f"   {info['postgresql'].split(' on ')[0]}, {info['libcurl']}, {info['nginx']}")
+    print("   settings: " + ", ".join(f"{k} = {v}" for k, v in settings.items()))
+    print("   client sessions commit synchronously (synchronous_commit = on); the worker's own "
+          "transactions commit asynchronously (it sets that itself)")
+    print("   sizes: " + ", ".join(f"{k} = {v:,}" for k, v in SIZES.items()) + f" (BENCH_SCALE = {SCALE:g})")
+
+    with open(os.path.join(BENCH, "setup.sql")) as f:
+        q(f.read())
+    q("SELECT webhook.create_endpoint(%s, name => 'nginx', verify => false)", (URL,))
+    if ENV.get("BENCH_STATEMENTS") == "1":
+        q("CREATE EXTENSION pg_stat_statements")
+    mem_start = proc_status(worker_pid())
+
+    started = time.time()
+    run_phase("capacity", p_capacity)
+    run_phase("trigger", p_trigger)
+    run_phase("bulk", p_bulk)
+    run_phase("single", p_single)
+    run_phase("latency", p_latency)
+    run_phase("backlog", p_backlog)
+    run_phase("fanout", p_fanout)
+    elapsed = time.time() - started
+
+    states = dict(q("SELECT status, count(*) FROM webhook.delivery GROUP BY 1"))
+    figs = table()
+    print(f"\n   deliveries in webhook.delivery: {states}; the run took {elapsed / 60:.1f} min")
+    if ERRORS:
+        print("   phases that failed: " + "; ".join(f"{k}: {v}" for k, v in ERRORS.items()))
+
+    if ENV.get("BENCH_STATEMENTS") == "1":
+        R["statements"] = [
+            {"calls": c, "total_ms": t, "mean_ms": m, "rows": r, "toplevel": tl, "query": qq[:400]}
+            for c, t, m, r, tl, qq in q(
+                "SELECT calls, round(total_exec_time::numeric, 1)::float8, round(mean_exec_time::numeric, 3)::float8,"
+                " rows, toplevel, query FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT 15")]
+        print("\n   the costliest statements over the whole run (pg_stat_statements; the worker's and the trigger's"
+              " among them):")
+        for s in R["statements"][:10]:
+            print(f"   {s['total_ms']:>10.0f} ms {s['calls']:>8} calls  {' '.join(s['query'].split())[:90]}")
+
+    os.makedirs(os.path.dirname(OUT), exist_ok=True)
+    with open(OUT, "w") as f:
+        json.dump({"when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
+                   "elapsed_s": elapsed, "scale": SCALE, "sizes": SIZES, "machine": info,
+                   "settings": settings, "worker_memory_at_start": mem_start,
+                   "table": figs, "results": R, "errors": ERRORS,
+                   "deliveries": states}, f, indent=2, default=str)
+    print(f"   written to {os.path.relpath(OUT, SRC)}")
+    return 1 if ERRORS else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
