@@ -477,6 +477,13 @@ CREATE FUNCTION webhook.drop_endpoint(id bigint) RETURNS void
     LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     PERFORM webhook._endpoint(id);
+    IF EXISTS (SELECT 1 FROM webhook.moderation m WHERE m.endpoint_id = drop_endpoint.id) THEN
+        RAISE EXCEPTION 'endpoint % is the moderation hook of %', id,
+                (SELECT string_agg(m.rel::text, ', ' ORDER BY m.rel::text) FROM webhook.moderation m
+                  WHERE m.endpoint_id = drop_endpoint.id)
+            USING ERRCODE = 'dependent_objects_still_exist',
+                  HINT = 'Call webhook.unmoderate() on those tables first.';
+    END IF;
     DELETE FROM webhook.delivery d WHERE d.endpoint_id = drop_endpoint.id;
     DELETE FROM webhook.endpoint e WHERE e.id = drop_endpoint.id;
 END

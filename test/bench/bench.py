@@ -614,13 +614,11 @@ def main():
     mem_start = proc_status(worker_pid())
 
     started = time.time()
-    run_phase("capacity", p_capacity)
-    run_phase("trigger", p_trigger)
-    run_phase("bulk", p_bulk)
-    run_phase("single", p_single)
-    run_phase("latency", p_latency)
-    run_phase("backlog", p_backlog)
-    run_phase("fanout", p_fanout)
+    phases = {"capacity": p_capacity, "trigger": p_trigger, "bulk": p_bulk, "single": p_single,
+              "latency": p_latency, "backlog": p_backlog, "fanout": p_fanout}
+    chosen = ENV.get("BENCH_PHASES", "").split(",") if ENV.get("BENCH_PHASES") else list(phases)
+    for name in chosen:
+        run_phase(name, phases[name])
     elapsed = time.time() - started
 
     states = dict(q("SELECT status, count(*) FROM webhook.delivery GROUP BY 1"))

@@ -13,7 +13,9 @@
 # Other settings: BENCH_STATEMENTS=1 also preloads pg_stat_statements and
 # reports the worker's costliest statements; BENCH_PERF=1 records a perf
 # profile of the worker while it drains the largest backlog (needs perf);
-# BENCH_KEEP=1 keeps the temporary directory (logs, data) for a look.
+# BENCH_KEEP=1 keeps the temporary directory (logs, data) for a look;
+# BENCH_PHASES=capacity,trigger,bulk,single,latency,backlog,fanout runs only
+# those phases.
 set -euo pipefail
 
 bench=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
