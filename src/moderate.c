@@ -200,12 +200,9 @@ webhook_moderate(PG_FUNCTION_ARGS)
 	StringInfoData form;
 	WebhookRequest req;
 	WebhookKey	key;
-	struct curl_slist *h = NULL;
+	struct curl_slist *h;
 	char		id[64];
-	char		line[160];
 	uint8		rnd[8];
-	int64		ts = (int64) time(NULL);
-	char	   *sig;
 	char	   *reply;
 	Jsonb	   *jb;
 	JsonbValue	ok;
@@ -258,23 +255,7 @@ webhook_moderate(PG_FUNCTION_ARGS)
 	url = SPI_getvalue(m, mdesc, 7);
 	secret = SPI_getvalue(m, mdesc, 8);
 	state = SPI_getvalue(m, mdesc, 10);
-	{
-		Jsonb	   *hj = DatumGetJsonbP(DirectFunctionCall1(jsonb_in,
-															CStringGetDatum(SPI_getvalue(m, mdesc, 9))));
-		JsonbIterator *it = JsonbIteratorInit(&hj->root);
-		JsonbIteratorToken tok;
-		char	   *k = NULL;
-
-		nheaders = 0;
-		headers = palloc(sizeof(char *) * (JsonContainerSize(&hj->root) + 1));
-		while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
-		{
-			if (tok == WJB_KEY)
-				k = pnstrdup(v.val.string.val, v.val.string.len);
-			else if (tok == WJB_VALUE && v.type == jbvString)
-				headers[nheaders++] = psprintf("%s: %.*s", k, v.val.string.len, v.val.string.val);
-		}
-	}
+	WebhookParseHeaders(SPI_getvalue(m, mdesc, 9), &nheaders, &headers);
 	if (strcmp(state, "disabled") == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
@@ -314,19 +295,8 @@ webhook_moderate(PG_FUNCTION_ARGS)
 			 rnd[0], rnd[1], rnd[2], rnd[3], rnd[4], rnd[5], rnd[6], rnd[7]);
 	if (!WebhookDecodeSecret(secret, &key))
 		key.len = 0;
-	sig = WebhookSign(&key, id, ts, form.data, form.len);
-	h = curl_slist_append(h, "Content-Type: application/x-www-form-urlencoded");
-	h = curl_slist_append(h, "Expect:");
-	snprintf(line, sizeof(line), "webhook-id: %s", id);
-	h = curl_slist_append(h, line);
-	snprintf(line, sizeof(line), "webhook-timestamp: " INT64_FORMAT, ts);
-	h = curl_slist_append(h, line);
-	snprintf(line, sizeof(line), "webhook-signature: %s", sig);
-	h = curl_slist_append(h, line);
-	for (int i = 0; i < nheaders; i++)
-		h = curl_slist_append(h, headers[i]);
-	if (h == NULL)
-		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
+	h = WebhookSignedHeaders(&key, id, "application/x-www-form-urlencoded", form.data, form.len,
+							 nheaders, headers);
 
 	memset(&req, 0, sizeof(req));
 	req.url = url;

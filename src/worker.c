@@ -379,30 +379,6 @@ getint8(HeapTuple tup, TupleDesc desc, int col)
 	}
 }
 
-/* Parse an endpoint's headers jsonb text into "Name: value" lines. */
-static void
-parse_headers(const char *json, int *n, char ***lines)
-{
-	Datum		j = DirectFunctionCall1(jsonb_in, CStringGetDatum(json));
-	Jsonb	   *jb = DatumGetJsonbP(j);
-	JsonbIterator *it = JsonbIteratorInit(&jb->root);
-	JsonbValue	v;
-	JsonbIteratorToken tok;
-	char	   *key = NULL;
-	int			count = 0;
-	char	  **out = palloc(sizeof(char *) * (JsonContainerSize(&jb->root) + 1));
-
-	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
-	{
-		if (tok == WJB_KEY)
-			key = pnstrdup(v.val.string.val, v.val.string.len);
-		else if (tok == WJB_VALUE && v.type == jbvString && key)
-			out[count++] = psprintf("%s: %.*s", key, v.val.string.len, v.val.string.val);
-	}
-	*n = count;
-	*lines = out;
-}
-
 /* The URL to post to: the channel format carries the token as ?token=. */
 static char *
 delivery_url(const char *url, const char *format, const char *token)
@@ -473,7 +449,7 @@ reload_endpoints(void)
 		ep->on_response = getstr(tup, desc, 7);
 		if (!WebhookDecodeSecret(secret, &ep->key))
 			ep->live = false;	/* create_endpoint refuses such secrets */
-		parse_headers(getstr(tup, desc, 6), &ep->nheaders, &ep->headers);
+		WebhookParseHeaders(getstr(tup, desc, 6), &ep->nheaders, &ep->headers);
 	}
 	MemoryContextSwitchTo(old);
 	if (endpoint_ctx)
@@ -980,7 +956,7 @@ claim_handshakes(dlist_head *claimed)
 		job->key = palloc0(sizeof(WebhookKey));
 		if (!WebhookDecodeSecret(getstr(tup, desc, 4), job->key))
 			job->key->len = 0;
-		parse_headers(getstr(tup, desc, 5), &job->nheaders, &job->headers);
+		WebhookParseHeaders(getstr(tup, desc, 5), &job->nheaders, &job->headers);
 		initStringInfo(&body);
 		appendStringInfoString(&body, "{\"token\": ");
 		escape_json(&body, job->token);
@@ -999,36 +975,19 @@ static void
 start_job(Job *job, Endpoint *ep)
 {
 	WebhookRequest *req = &job->req;
-	struct curl_slist *h = NULL;
+	struct curl_slist *h;
 	char		id[64];
-	int64		ts = (int64) time(NULL);
 	bool		hs = job->kind == JOB_HANDSHAKE;
 	const WebhookKey *key = hs ? job->key : &ep->key;
 	int			nheaders = hs ? job->nheaders : ep->nheaders;
 	char	  **headers = hs ? job->headers : ep->headers;
-	char	   *sig;
-	char		line[160];
-	int			i;
 
 	if (hs)
 		snprintf(id, sizeof(id), "vfy_%lld_%.8s", (long long) job->endpoint_id, job->challenge);
 	else
 		snprintf(id, sizeof(id), "msg_%lld_%lld", (long long) job->event_id, (long long) job->endpoint_id);
-	sig = WebhookSign(key, id, ts, job->body, job->body_len);
-
-	h = curl_slist_append(h, "Content-Type: application/json");
-	h = curl_slist_append(h, "Expect:");
-	snprintf(line, sizeof(line), "webhook-id: %s", id);
-	h = curl_slist_append(h, line);
-	snprintf(line, sizeof(line), "webhook-timestamp: " INT64_FORMAT, ts);
-	h = curl_slist_append(h, line);
-	snprintf(line, sizeof(line), "webhook-signature: %s", sig);
-	h = curl_slist_append(h, line);
-	for (i = 0; i < nheaders; i++)
-		h = curl_slist_append(h, headers[i]);
-	pfree(sig);
-	if (h == NULL)
-		elog(ERROR, "out of memory building request headers");
+	h = WebhookSignedHeaders(key, id, "application/json", job->body, job->body_len,
+							 nheaders, headers);
 
 	req->url = hs ? job->url : ep->url;
 	req->body = job->body;
