@@ -13,6 +13,7 @@
 #include <ctype.h>
 #include <limits.h>
 
+#include "miscadmin.h"
 #include "utils/guc.h"
 
 #include "guc.h"
@@ -46,7 +47,12 @@ WebhookDefineSettings(void)
 							   NULL,
 							   &webhook_database_name,
 							   "postgres",
-							   PGC_POSTMASTER,
+							   /*
+								* Only the worker reads it, and it exists only when
+								* preloaded; PostgreSQL refuses postmaster settings
+								* defined later, so then it is merely shown.
+								*/
+							   process_shared_preload_libraries_in_progress ? PGC_POSTMASTER : PGC_SIGHUP,
 							   GUC_SUPERUSER_ONLY,
 							   NULL, NULL, NULL);
 
