@@ -64,6 +64,8 @@
 #define PURGE_INTERVAL_MS 60000
 #define PURGE_BATCH 1000
 #define ERROR_BACKOFF_MS 1000
+#define RECORD_BATCH 256		/* record results once this many are waiting */
+#define RECORD_DELAY_MS 10		/* ... or once the oldest has waited this long */
 
 typedef enum JobKind
 {
@@ -113,6 +115,8 @@ static MemoryContext endpoint_ctx;	/* endpoint strings, replaced on reload */
 
 static HTAB *endpoints = NULL;
 static dlist_head finished = DLIST_STATIC_INIT(finished);	/* to record */
+static int	nfinished = 0;
+static TimestampTz first_finished_at;
 static int	nready_total = 0;
 static List *handshakes_in_flight = NIL;	/* endpoint ids */
 static List *pending_release = NIL;	/* delivery ids to hand back to the table */
@@ -483,6 +487,16 @@ reload_endpoints(void)
 	}
 }
 
+/*
+ * Does the endpoint want more jobs in memory? Below half a batch: so it is
+ * refilled a batch at a time, not a few jobs every round.
+ */
+static bool
+has_room(Endpoint *ep)
+{
+	return ep->live && ep->nready < Max(webhook_batch_size / 2, 1);
+}
+
 /* Endpoints that can take more jobs into memory. */
 static List *
 endpoints_with_room(void)
@@ -493,9 +507,34 @@ endpoints_with_room(void)
 
 	hash_seq_init(&hs, endpoints);
 	while ((ep = hash_seq_search(&hs)) != NULL)
-		if (ep->live && ep->nready < webhook_batch_size)
+		if (has_room(ep))
 			room = lappend_id(room, ep->id);
 	return room;
+}
+
+/*
+ * Is claiming from the queue worth a round: some endpoint has room, or
+ * there is no verified endpoint at all (the queue is then drained: an event
+ * goes to the endpoints verified when it is fanned out).
+ */
+static bool
+want_events(void)
+{
+	HASH_SEQ_STATUS hs;
+	Endpoint   *ep;
+	bool		any_live = false;
+
+	hash_seq_init(&hs, endpoints);
+	while ((ep = hash_seq_search(&hs)) != NULL)
+	{
+		if (has_room(ep))
+		{
+			hash_seq_term(&hs);
+			return true;
+		}
+		any_live |= ep->live;
+	}
+	return !any_live;
 }
 
 /* Make jobs from claimed delivery rows; they join ready lists after commit. */
@@ -1129,7 +1168,7 @@ round_body(dlist_head *recording, dlist_head *claimed, dlist_head *handshakes,
 	claim_handshakes(handshakes);
 
 	room = endpoints_with_room();
-	if (room)
+	if (room || want_events())
 	{
 		int64		queue_rows = 0;
 
@@ -1188,6 +1227,7 @@ do_round(bool *recovered)
 	dlist_init(&handshakes);
 	dlist_init(&recording);
 	move_all(&recording, &finished);
+	nfinished = 0;
 
 	PG_TRY();
 	{
@@ -1218,6 +1258,12 @@ do_round(bool *recovered)
 		free_jobs(&handshakes);
 		/* nothing was recorded: the results wait for the next round */
 		move_all(&finished, &recording);
+		{
+			dlist_iter	it;
+
+			dlist_foreach(it, &finished)
+				nfinished++;
+		}
 		next_due = backoff_until = GetCurrentTimestamp() + (int64) ERROR_BACKOFF_MS * 1000;
 		/* plans may be stale (an ALTER or DROP EXTENSION); prepare them again */
 		plan_fanout = NULL;
@@ -1339,24 +1385,42 @@ WebhookWorkerMain(Datum main_arg)
 			woken = true;
 		}
 
+		/*
+		 * A round costs a transaction and a handful of queries, so it is run
+		 * when it pays: when work runs short and more may be waiting, when
+		 * enough results wait to be recorded (or the oldest has waited
+		 * RECORD_DELAY_MS, or nothing else is in flight), or when a retry,
+		 * handshake or purge is due. Under load one round records and claims
+		 * hundreds of deliveries; when idle, a wake-up is served at once.
+		 */
 		now = GetCurrentTimestamp();
 		if (woken)
 			queue_hint = true;
-		if ((woken || !dlist_is_empty(&finished) || now >= next_due) && now >= backoff_until)
-		{
+		woken = false;
+		if (now >= backoff_until &&
+			((queue_hint && want_events()) ||
+			 now >= next_due ||
+			 (nfinished > 0 &&
+			  (nfinished >= RECORD_BATCH || WebhookHttpInFlight() == 0 ||
+			   now >= first_finished_at + RECORD_DELAY_MS * 1000))))
 			do_round(&recovered);
-			woken = false;
-		}
 
 		start_ready_jobs();
 
 		now = GetCurrentTimestamp();
 		if (now < backoff_until)
 			timeout = (long) ((backoff_until - now + 999) / 1000);
-		else if (!dlist_is_empty(&finished) || next_due <= now)
+		else if (next_due <= now ||
+				 (nfinished > 0 && WebhookHttpInFlight() == 0))
 			timeout = 0;
 		else
-			timeout = (long) Min((next_due - now + 999) / 1000, (int64) SAFETY_POLL_MS);
+		{
+			TimestampTz wake_at = next_due;
+
+			if (nfinished > 0)
+				wake_at = Min(wake_at, first_finished_at + RECORD_DELAY_MS * 1000);
+			timeout = (long) Min((wake_at - now + 999) / 1000, (int64) SAFETY_POLL_MS);
+		}
 
 		dlist_init(&done);
 		events = WebhookHttpWait(timeout, &done);
@@ -1376,6 +1440,8 @@ WebhookWorkerMain(Datum main_arg)
 			}
 			else
 				handshake_done(job->endpoint_id);
+			if (nfinished++ == 0)
+				first_finished_at = GetCurrentTimestamp();
 			dlist_push_tail(&finished, &job->node);
 		}
 	}
