@@ -132,6 +132,12 @@ CREATE FUNCTION webhook._random_bytes(n integer) RETURNS bytea
 CREATE FUNCTION webhook._strip(j jsonb) RETURNS jsonb
     LANGUAGE c STRICT IMMUTABLE PARALLEL SAFE AS 'MODULE_PATHNAME', 'webhook_strip';
 
+CREATE FUNCTION webhook._table_name(rel regclass) RETURNS text
+    LANGUAGE c STRICT STABLE PARALLEL SAFE AS 'MODULE_PATHNAME', 'webhook_table_name';
+
+CREATE FUNCTION webhook._schema_name(rel regclass) RETURNS text
+    LANGUAGE c STRICT STABLE PARALLEL SAFE AS 'MODULE_PATHNAME', 'webhook_schema_name';
+
 CREATE FUNCTION webhook._wake() RETURNS void
     LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'webhook_wake';
 
@@ -139,6 +145,21 @@ CREATE FUNCTION webhook._wake() RETURNS void
 CREATE FUNCTION webhook._capture() RETURNS trigger
     LANGUAGE c SECURITY DEFINER SET search_path = pg_catalog, pg_temp
     AS 'MODULE_PATHNAME', 'webhook_capture';
+
+-- The event a queue row becomes, as deliveries hold it and formats read it.
+-- A message table without tracked children stores no message object: it is
+-- the row without null or empty values, derived here.
+CREATE FUNCTION webhook._event(q webhook.queue) RETURNS jsonb
+    LANGUAGE sql STABLE AS $$
+SELECT pg_catalog.jsonb_build_object(
+    'id', q.id, 'type', q.type, 'kind', q.kind, 'op', q.op, 'update_type', q.update_type,
+    'channel', q.channel, 'chat_type', q.chat_type,
+    'message', coalesce(q.message, CASE WHEN q.kind = 'message'
+                                        THEN webhook._strip(coalesce(q.record, q.old_record)) END),
+    'record', q.record, 'old_record', q.old_record, 'data', q.data,
+    'table', webhook._table_name(q.source), 'schema', webhook._schema_name(q.source),
+    'created_at', q.created_at)
+$$;
 
 --
 -- Formats: each is a function (event, endpoint) to the request body.
@@ -791,7 +812,10 @@ BEGIN
             || CASE op WHEN 'INSERT' THEN 'created' WHEN 'UPDATE' THEN 'changed' ELSE 'deleted' END;
         rows := format('SELECT (%s)::text AS _wh_channel, (%s)::text AS _wh_chat_type, %s AS _wh_message, to_jsonb(_wh_msg) AS _wh_record%s FROM %s AS _wh_msg',
             coalesce(src.channel, 'NULL'), coalesce(src.chat_type, 'NULL'),
-            CASE WHEN src.kind = 'message' THEN webhook._message_sql(src) ELSE 'NULL::jsonb' END,
+            CASE WHEN src.kind = 'message' AND (src.message IS NOT NULL OR EXISTS (
+                     SELECT 1 FROM webhook.source c WHERE c.parent_rel = src.rel))
+                 THEN webhook._message_sql(src)
+                 ELSE 'NULL::jsonb' END,   -- derivable from the record: see webhook._event
             CASE WHEN op = 'UPDATE' THEN ', row_number() OVER () AS _wh_rn' ELSE '' END,
             tbl);
         IF op = 'UPDATE' THEN

@@ -6,7 +6,7 @@
 \set SHOW_CONTEXT never
 
 -- Show the queued events in order, then empty the queue.
-\set queue 'WITH q AS (DELETE FROM webhook.queue RETURNING *) SELECT type, kind, op, update_type, channel, chat_type, jsonb_pretty(message) AS message, record, old_record, source FROM q ORDER BY id;'
+\set queue 'WITH q AS (DELETE FROM webhook.queue x RETURNING x) SELECT (x).type, (x).kind, (x).op, (x).update_type, (x).channel, (x).chat_type, jsonb_pretty(webhook._event(x)->''message'') AS message, (x).record, (x).old_record, (x).source FROM q ORDER BY (x).id;'
 -- The tracked tables.
 \set sources 'SELECT rel, kind, channel, chat_type, message, parent, parent_rel, child_keys, parent_keys FROM webhook.source ORDER BY id;'
 

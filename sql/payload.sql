@@ -1,23 +1,18 @@
 --
 -- payload: the request body each format makes of each kind of event.
 --
--- The worker turns a queue row into the event object below (see sql_fanout in
--- src/worker.c) and renders it with the endpoint's format function; this
--- builds the same object, with a fixed created_at and a small id.
+-- The worker turns a queue row into an event with webhook._event() (see
+-- sql_fanout in src/worker.c) and renders it with the endpoint's format
+-- function; this does the same, with a fixed created_at and a small id.
 --
 \set SHOW_CONTEXT never
 
 CREATE TEMP VIEW payload_event AS
 SELECT row_number() OVER (ORDER BY q.id) AS n,
-       pg_catalog.jsonb_build_object(
-           'id', row_number() OVER (ORDER BY q.id), 'type', q.type, 'kind', q.kind, 'op', q.op,
-           'update_type', q.update_type, 'channel', q.channel, 'chat_type', q.chat_type,
-           'message', q.message, 'record', q.record, 'old_record', q.old_record, 'data', q.data,
-           'table', c.relname, 'schema', n.nspname,
+       webhook._event(q) || pg_catalog.jsonb_build_object(
+           'id', row_number() OVER (ORDER BY q.id),
            'created_at', '2024-05-01T12:00:00+00:00'::timestamptz) AS event
-  FROM webhook.queue q
-  LEFT JOIN pg_class c ON c.oid = q.source
-  LEFT JOIN pg_namespace n ON n.oid = c.relnamespace;
+  FROM webhook.queue q;
 
 CREATE SCHEMA pay;
 CREATE TABLE pay.message (id int PRIMARY KEY, channel_id text NOT NULL, kind text, content text);

@@ -15,6 +15,7 @@
 #include "port.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
+#include "utils/lsyscache.h"
 
 #include "webhook.h"
 
@@ -22,6 +23,8 @@ PG_FUNCTION_INFO_V1(webhook_check_url);
 PG_FUNCTION_INFO_V1(webhook_random_bytes);
 PG_FUNCTION_INFO_V1(webhook_strip);
 PG_FUNCTION_INFO_V1(webhook_wake);
+PG_FUNCTION_INFO_V1(webhook_table_name);
+PG_FUNCTION_INFO_V1(webhook_schema_name);
 
 /*
  * Refuse a URL that libcurl cannot parse, whose scheme is not http or https,
@@ -192,4 +195,27 @@ webhook_wake(PG_FUNCTION_ARGS)
 {
 	WebhookWakeAtCommit();
 	PG_RETURN_VOID();
+}
+
+/* The name of a table, from the syscache; NULL when it is gone. */
+Datum
+webhook_table_name(PG_FUNCTION_ARGS)
+{
+	char	   *name = get_rel_name(PG_GETARG_OID(0));
+
+	if (name == NULL)
+		PG_RETURN_NULL();
+	PG_RETURN_TEXT_P(cstring_to_text(name));
+}
+
+/* The schema of a table, from the syscache; NULL when it is gone. */
+Datum
+webhook_schema_name(PG_FUNCTION_ARGS)
+{
+	Oid			nsp = get_rel_namespace(PG_GETARG_OID(0));
+	char	   *name = OidIsValid(nsp) ? get_namespace_name(nsp) : NULL;
+
+	if (name == NULL)
+		PG_RETURN_NULL();
+	PG_RETURN_TEXT_P(cstring_to_text(name));
 }

@@ -154,33 +154,26 @@ static SPIPlanPtr plan_purge;
  * $1 batch size, $2 endpoints with room in memory.
  */
 static const char *sql_fanout =
-"WITH q AS ("
-"  DELETE FROM webhook.queue WHERE id IN ("
+"WITH ev AS ("
+"  DELETE FROM webhook.queue AS x WHERE x.id IN ("
 "    SELECT id FROM webhook.queue ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED)"
-"  RETURNING *),"
-" ev AS ("
-"  SELECT q.*, pg_catalog.jsonb_build_object("
-"    'id', q.id, 'type', q.type, 'kind', q.kind, 'op', q.op, 'update_type', q.update_type,"
-"    'channel', q.channel, 'chat_type', q.chat_type, 'message', q.message,"
-"    'record', q.record, 'old_record', q.old_record, 'data', q.data,"
-"    'table', c.relname, 'schema', n.nspname, 'created_at', q.created_at) AS event"
-"  FROM q LEFT JOIN pg_catalog.pg_class c ON c.oid = q.source"
-"  LEFT JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace),"
+"  RETURNING x.id, x.type, x.update_type, x.channel, webhook._event(x) AS event),"
 " ins AS ("
 "  INSERT INTO webhook.delivery (endpoint_id, event_id, event, in_flight)"
 "  SELECT e.id, ev.id, ev.event, e.id = ANY ($2)"
 "  FROM ev JOIN webhook.endpoint e ON e.state = 'verified'"
 "   AND (e.events IS NULL OR ev.type = ANY (e.events) OR ev.update_type = ANY (e.events))"
 "   AND (e.channels IS NULL OR ev.channel = ANY (e.channels))"
-"   AND (e.keywords IS NULL OR ev.message IS NULL OR EXISTS ("
+"   AND (e.keywords IS NULL OR ev.event->'message' = 'null' OR EXISTS ("
 "        SELECT 1 FROM pg_catalog.unnest(e.keywords) AS k"
-"        WHERE pg_catalog.strpos(pg_catalog.lower(ev.message->>'content'), pg_catalog.lower(k)) > 0))"
+"        WHERE pg_catalog.strpos(pg_catalog.lower(ev.event->'message'->>'content'),"
+"                                pg_catalog.lower(k)) > 0))"
 "  ORDER BY ev.id, e.id"
 "  RETURNING id, endpoint_id, event_id, event, in_flight)"
 " SELECT ins.id, ins.endpoint_id, ins.event_id, 0, " RENDER_SQL("ins.event", "e")
 " FROM ins JOIN webhook.endpoint e ON e.id = ins.endpoint_id"
 " WHERE ins.in_flight"
-" UNION ALL SELECT -1, -1, pg_catalog.count(*), 0, NULL FROM q";
+" UNION ALL SELECT -1, -1, pg_catalog.count(*), 0, NULL FROM ev";
 
 /* Claim due deliveries of endpoints with room. $1 limit, $2 endpoints. */
 static const char *sql_retry =
