@@ -149,14 +149,21 @@ static SPIPlanPtr plan_purge;
 	"ELSE webhook._render_custom(" ev ", " ep ") END"
 
 /*
+ * The claims below take ids with "= ANY (ARRAY (SELECT ... LIMIT n FOR UPDATE
+ * SKIP LOCKED))", not "IN (SELECT ...)": kept plans follow the statistics of
+ * the moment they were made, and with a nearly empty queue the IN form can
+ * become a semi join that runs the locking subquery once per queued row.
+ */
+
+/*
  * Claim a batch of queued events, turn each into one delivery per verified
  * endpoint whose filters match, and return those to be held in memory.
  * $1 batch size, $2 endpoints with room in memory.
  */
 static const char *sql_fanout =
 "WITH ev AS ("
-"  DELETE FROM webhook.queue AS x WHERE x.id IN ("
-"    SELECT id FROM webhook.queue ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED)"
+"  DELETE FROM webhook.queue AS x WHERE x.id = ANY (ARRAY ("
+"    SELECT id FROM webhook.queue ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED))"
 "  RETURNING x.id, x.type, x.update_type, x.channel, webhook._event(x) AS event),"
 " ins AS ("
 "  INSERT INTO webhook.delivery (endpoint_id, event_id, event, in_flight)"
@@ -179,11 +186,11 @@ static const char *sql_fanout =
 static const char *sql_retry =
 "WITH c AS ("
 "  UPDATE webhook.delivery d SET in_flight = true"
-"  WHERE d.id IN ("
+"  WHERE d.id = ANY (ARRAY ("
 "    SELECT id FROM webhook.delivery"
 "    WHERE status = 'pending' AND NOT in_flight AND next_attempt_at <= pg_catalog.now()"
 "      AND endpoint_id = ANY ($2)"
-"    ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED)"
+"    ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED))"
 "  RETURNING d.id, d.endpoint_id, d.event_id, d.attempts, d.event)"
 " SELECT c.id, c.endpoint_id, c.event_id, c.attempts, " RENDER_SQL("c.event", "e")
 " FROM c JOIN webhook.endpoint e ON e.id = c.endpoint_id";
@@ -202,7 +209,7 @@ static const char *sql_record =
 "   pg_catalog.unnest($3::bigint[]), pg_catalog.unnest($4::integer[]), pg_catalog.unnest($5::text[]),"
 "   pg_catalog.unnest($6::text[]), pg_catalog.unnest($7::text[]), pg_catalog.unnest($8::bigint[]))"
 "   AS u(id, status, delay_ms, rs, rh, rb, err, dur_us)"
-" WHERE d.id = u.id";
+" WHERE d.id = u.id AND d.id = ANY ($1)";
 
 /* Endpoints due for a handshake, not already in flight. $1 in flight. */
 static const char *sql_handshakes =
@@ -258,10 +265,10 @@ static const char *sql_next_due =
 "    WHERE state = 'pending' AND verify AND NOT id = ANY ($2)))";
 
 static const char *sql_purge =
-"DELETE FROM webhook.delivery WHERE id IN ("
+"DELETE FROM webhook.delivery WHERE id = ANY (ARRAY ("
 "  SELECT id FROM webhook.delivery"
 "  WHERE status <> 'pending' AND created_at < pg_catalog.now() - $1 * interval '1 second'"
-"  LIMIT $2)";
+"  LIMIT $2))";
 
 static void start_handshakes(dlist_head *claimed);
 

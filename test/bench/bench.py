@@ -97,7 +97,7 @@ class Arrivals:
         self.f.seek(0, 2)
         self.partial = b""
 
-    def wait(self, n, keep=False, idle_timeout=30.0):
+    def wait(self, n, keep=False, idle_timeout=30.0, deadline=None):
         """Wait for n more requests; (count, first, last arrival time, [lines])."""
         count = 0
         first = last = None
@@ -106,7 +106,7 @@ class Arrivals:
         while count < n:
             data = self.f.read()
             if not data:
-                if time.time() - idle_since > idle_timeout:
+                if time.time() - idle_since > idle_timeout or (deadline and time.time() > deadline):
                     break
                 time.sleep(0.05)
                 continue
@@ -143,12 +143,17 @@ class Incomplete(Exception):
     pass
 
 
-def wait_deliveries(n, keep=False):
-    count, first, last, kept = ARR.wait(n, keep=keep)
+def wait_deliveries(n, keep=False, timeout=None, partial=False):
+    """Wait for n deliveries: (first, last arrival time, [lines]); or, when
+    partial, (count, last) even if they did not all come within timeout."""
+    if timeout is None:
+        timeout = 120 + n / 1000.0
+    count, first, last, kept = ARR.wait(n, keep=keep, deadline=time.time() + timeout)
+    if partial:
+        return count, last
     if count < n:
-        stuck = q("SELECT status, count(*) FROM webhook.delivery GROUP BY 1 ORDER BY 1")
-        raise Incomplete(f"only {count} of {n} deliveries arrived (nothing for 30 s); "
-                         f"webhook.delivery: {stuck}")
+        raise Incomplete(f"only {count:,} of {n:,} deliveries arrived (nothing for 30 s, or "
+                         f"not all within {timeout:.0f} s); {worker_state()}")
     return first, last, kept
 
 
@@ -156,6 +161,21 @@ def wait_deliveries(n, keep=False):
 
 def worker_pid():
     return q1("SELECT pid FROM pg_stat_activity WHERE backend_type = 'webhook worker'")
+
+
+STOPPED = os.path.join(DIR, "worker-stopped.pid")     # run.sh's cleanup continues it
+
+
+def stop_worker(pid):
+    with open(STOPPED, "w") as f:
+        f.write(str(pid))
+    os.kill(pid, signal.SIGSTOP)
+
+
+def continue_worker(pid):
+    os.kill(pid, signal.SIGCONT)
+    if os.path.exists(STOPPED):
+        os.unlink(STOPPED)
 
 
 def proc_status(pid):
@@ -251,28 +271,87 @@ R = {}          # figures
 ERRORS = {}
 
 
+MEM_BY_PHASE = {}
+
+
+STUCK = []      # why the remaining phases are skipped
+
+
 def run_phase(name, fn):
+    if STUCK:
+        ERRORS[name] = "skipped: " + STUCK[0]
+        print(f"!! {name} skipped: {STUCK[0]}", flush=True)
+        return
     try:
         fn()
+        pid = worker_pid()
+        if pid:
+            MEM_BY_PHASE[name] = proc_status(pid)
     except Exception as e:      # one failed phase must not lose the others
         ERRORS[name] = f"{type(e).__name__}: {e}"
         print(f"!! {name} failed: {ERRORS[name]}", flush=True)
         # leave nothing behind for the next phase
         pid = worker_pid()
         if pid:
-            os.kill(pid, signal.SIGCONT)
-        drain_everything()
+            continue_worker(pid)
+        if not drain_everything():
+            state = worker_state()
+            if len(RESTARTS) < 2 and restart_worker():
+                RESTARTS.append(f"after {name} ({state})")
+                ERRORS[name] += f"; the worker delivered nothing for 60 s ({state}): the benchmark restarted it"
+                print(f"!! the worker delivered nothing for 60 s ({state}); restarted it", flush=True)
+                if drain_everything():
+                    return
+            STUCK.append(f"after {name}, the worker delivered nothing for 60 s with work left ({worker_state()})")
+            print(f"!! {STUCK[0]}; the remaining phases are skipped", flush=True)
 
 
-def drain_everything(timeout=600):
-    """Wait until the queue is empty and nothing is pending, then forget the log."""
-    deadline = time.time() + timeout
-    while time.time() < deadline:
+RESTARTS = []
+
+
+def restart_worker():
+    """Terminate a stuck worker; the postmaster starts a new one (fresh plans)."""
+    old = worker_pid()
+    if old:
+        continue_worker(old)
+        q("SELECT pg_terminate_backend(%s)", (old,))
+    for _ in range(200):
+        time.sleep(0.1)
+        new = worker_pid()
+        if new and new != old:
+            return True
+    return False
+
+
+def worker_state():
+    r = q("SELECT state, extract(epoch FROM now() - xact_start)::int FROM pg_stat_activity "
+          "WHERE backend_type = 'webhook worker'")
+    if not r:
+        return "no worker running"
+    state, age = r[0]
+    left = q1("SELECT count(*) FROM webhook.queue")
+    held = q1("SELECT count(*) FROM webhook.delivery WHERE status = 'pending'")
+    where = f"in one round for {age} s" if age is not None else state
+    return f"worker {where}; {left:,} events queued, {held:,} deliveries pending"
+
+
+def drain_everything(stall=60):
+    """Wait until the queue is empty and nothing is pending, then forget the
+    log; give up when nothing arrives for `stall` seconds."""
+    done = False
+    seen = os.path.getsize(ARRIVALS)
+    progress = time.time()
+    while time.time() - progress < stall:
         if not q1("SELECT EXISTS (SELECT 1 FROM webhook.queue)") and \
            not q1("SELECT EXISTS (SELECT 1 FROM webhook.delivery WHERE status = 'pending')"):
+            done = True
             break
         time.sleep(0.5)
+        size = os.path.getsize(ARRIVALS)
+        if size != seen:
+            seen, progress = size, time.time()
     ARR.skip()
+    return done
 
 
 def p_capacity():
@@ -299,26 +378,37 @@ def p_capacity():
 
 def p_trigger():
     secs = SIZES["pgbench_seconds"]
-    phase(f"2. trigger cost: pgbench, one-row INSERTs, 4 clients, {secs} s per run, untracked and tracked in turn x {REPEAT}")
-    plain, tracked, drain = [], [], []
+    phase(f"2. trigger cost: pgbench, one-row INSERTs, 4 clients, {secs} s per run: untracked, tracked, and "
+          f"(to tell the trigger from the worker) tracked with the worker stopped, in turn x {REPEAT}")
+    plain, tracked, stopped, drain = [], [], [], []
     for i in range(REPEAT):
         checkpoint()
         tps, _ = pgbench("message_plain", 4, seconds=secs)
         plain.append(tps)
         checkpoint()
         ARR.skip()
-        t0 = time.time()
         tps, n = pgbench("message", 4, seconds=secs)
         tracked.append(tps)
         t_end = time.time()
         _, last, _ = wait_deliveries(n)
         drain.append(max(0.0, last - t_end))
-        log(f"run {i + 1}: untracked {plain[-1]:,.0f} tps, tracked {tps:,.0f} tps; "
-            f"the last of its {n:,} deliveries arrived {drain[-1]:.2f} s after pgbench ended")
+        checkpoint()
+        ARR.skip()
+        pid = worker_pid()
+        stop_worker(pid)
+        try:
+            tps, n2 = pgbench("message", 4, seconds=secs)
+            stopped.append(tps)
+        finally:
+            continue_worker(pid)
+        wait_deliveries(n2)
+        log(f"run {i + 1}: untracked {plain[-1]:,.0f} tps, tracked {tracked[-1]:,.0f} tps (the last of its {n:,} "
+            f"deliveries arrived {drain[-1]:.2f} s after pgbench ended), tracked with the worker stopped {tps:,.0f} tps")
     R["insert_tps_untracked"] = {"value": median(plain), "unit": "tps", "samples": plain}
     R["insert_tps_tracked"] = {"value": median(tracked), "unit": "tps", "samples": tracked,
                                "delivery_lag_after_end_s": drain}
     R["insert_tps_ratio"] = {"value": median(tracked) / median(plain), "unit": "ratio"}
+    R["insert_tps_tracked_worker_stopped"] = {"value": median(stopped), "unit": "tps", "samples": stopped}
 
 
 def p_bulk():
@@ -345,23 +435,34 @@ def p_bulk():
 
 def p_single():
     n = SIZES["single_row_events"]
-    phase(f"4a. throughput, single-row transactions: {n:,} one-row INSERTs by pgbench (4 clients, as fast as they go) x {REPEAT}")
-    rates, producer = [], []
+    phase(f"4a. throughput, single-row transactions: {n:,} one-row INSERTs by pgbench (4 clients, as fast as they go), "
+          f"committed while the worker is stopped (SIGSTOP), then drained; and with the worker running x {REPEAT}")
+    rates, e2e, producer, lags = [], [], [], []
     for i in range(REPEAT):
+        b = backlog(n, fill="single")
+        if not b["complete"]:
+            raise Incomplete(f"only {b['arrived']:,} of {n:,} deliveries arrived")
+        rates.append(b["rate"])
         checkpoint()
         ARR.skip()
         t0 = time.time()
         tps, done = pgbench("message", 4, transactions=n)
         t_end = time.time()
         rate, secs = drained_rate(done, t0)
-        rates.append(rate)
+        e2e.append(rate)
         producer.append(tps)
-        log(f"run {i + 1}: inserts at {tps:,.0f} tps took {t_end - t0:.2f} s; all {done:,} delivered "
-            f"{secs:.2f} s after the first began: {rate:,.0f}/s ({secs - (t_end - t0):.2f} s after the last commit)")
+        lags.append(secs - (t_end - t0))
+        log(f"run {i + 1}: queued, then drained in {b['seconds']:.2f} s: {b['rate']:,.0f}/s; "
+            f"while inserting at {tps:,.0f} tps: all delivered {secs:.2f} s after the first began, "
+            f"{lags[-1]:.2f} s after the last commit: {rate:,.0f}/s")
     R["deliveries_per_s_single_row"] = {"value": median(rates), "unit": "deliveries/s", "samples": rates,
-                                        "events": n, "producer_tps": producer,
-                                        "clock": "from the start of the first INSERT to the arrival of the last delivery; "
-                                                 "bounded by the producer's rate"}
+                                        "events": n,
+                                        "clock": "from the worker's SIGCONT to the arrival of the last delivery"}
+    R["deliveries_per_s_single_row_while_inserting"] = {
+        "value": median(e2e), "unit": "deliveries/s", "samples": e2e, "producer_tps": producer,
+        "lag_after_last_commit_s": lags,
+        "clock": "from the start of the first INSERT to the arrival of the last delivery; "
+                 "bounded by the producer's rate"}
 
 
 def p_latency():
@@ -387,7 +488,7 @@ def p_latency():
     for line in kept:
         t, wid, _status = line.decode().split(" ")
         m = re.match(r"msg_(\d+)_(\d+)$", wid)
-        arrival[int(m.group(1))] = float(t)
+        arrival[int(m.group(1))] = float(t) + 0.0005   # $msec is truncated to the ms: take the middle
     rows = q("SELECT event_id, (event->'record'->>'id')::bigint FROM webhook.delivery WHERE event_id = ANY (%s)",
              (list(arrival),))
     lat = sorted((arrival[ev] - commits[mid]) * 1000.0 for ev, mid in rows if mid in commits)
@@ -398,20 +499,26 @@ def p_latency():
         return lat[max(0, math.ceil(p / 100.0 * len(lat)) - 1)]
     R["latency_ms"] = {"p50": pct(50), "p90": pct(90), "p99": pct(99), "max": lat[-1], "min": lat[0],
                        "mean": statistics.mean(lat), "unit": "ms", "inserts": n,
-                       "resolution": "nginx's $msec: 1 ms"}
+                       "resolution": "nginx's $msec: 1 ms, truncated; arrivals are taken at the middle of their ms"}
     log(f"p50 {pct(50):.1f} ms, p90 {pct(90):.1f} ms, p99 {pct(99):.1f} ms, max {lat[-1]:.1f} ms")
 
 
-def backlog(n, perf=False):
-    """n events queued while the worker is stopped; deliveries/s once it runs again."""
+def backlog(n, perf=False, timeout=None, fill="bulk"):
+    """n events queued while the worker is stopped (in INSERTs of up to
+    100,000 rows, or by pgbench in one-row transactions); deliveries/s once
+    it runs again."""
     pid = worker_pid()
-    os.kill(pid, signal.SIGSTOP)
+    stop_worker(pid)
     try:
-        done = 0
-        while done < n:
-            k = min(100_000, n - done)
-            bulk_insert("message", k, done)
-            done += k
+        if fill == "bulk":
+            done = 0
+            while done < n:
+                k = min(100_000, n - done)
+                bulk_insert("message", k, done)
+                done += k
+        else:
+            _, done = pgbench("message", 4, transactions=n)
+            n = done
         queued = q1("SELECT count(*) FROM webhook.queue")
         checkpoint()
         ARR.skip()
@@ -425,16 +532,20 @@ def backlog(n, perf=False):
             time.sleep(0.5)
         t0 = time.time()
     finally:
-        os.kill(pid, signal.SIGCONT)
-    _, last, _ = wait_deliveries(n)
+        continue_worker(pid)
+    count, last = wait_deliveries(n, timeout=timeout, partial=True)
     if prof:
         prof.send_signal(signal.SIGINT)
         prof.wait()
+        with open(os.path.join(BENCH, "out", "worker-perf.txt"), "w") as f:
+            subprocess.run(["perf", "report", "-i", os.path.join(BENCH, "out", "worker.perf.data"), "--stdio",
+                            "--no-children", "-g", "none", "--sort", "dso,sym"], stdout=f, stderr=subprocess.DEVNULL)
     wait_worker_idle()
     time.sleep(1.0)
     after = proc_status(pid)
     peak = sampler.finish()
-    return {"events": n, "queued": queued, "rate": n / (last - t0), "seconds": last - t0,
+    return {"events": n, "queued": queued, "arrived": count, "rate": count / (last - t0) if last else 0.0,
+            "seconds": last - t0 if last else None, "complete": count == n,
             "mem_before": before, "mem_after": after, "mem_peak": peak}
 
 
@@ -445,16 +556,42 @@ def p_backlog():
     rates = []
     for i in range(REPEAT):
         b = backlog(small)
+        if not b["complete"]:
+            raise Incomplete(f"only {b['arrived']:,} of {small:,} deliveries arrived")
         rates.append(b["rate"])
         log(f"{small:,} queued: delivered in {b['seconds']:.2f} s, {b['rate']:,.0f}/s")
-    b = backlog(large, perf=ENV.get("BENCH_PERF") == "1")
-    log(f"{large:,} queued: delivered in {b['seconds']:.2f} s, {b['rate']:,.0f}/s")
+    limit = float(ENV.get("BENCH_BACKLOG_TIMEOUT", "300"))
+    b = backlog(large, perf=ENV.get("BENCH_PERF") == "1", timeout=limit)
+    if b["complete"]:
+        log(f"{large:,} queued: delivered in {b['seconds']:.2f} s, {b['rate']:,.0f}/s")
+    else:
+        ERRORS["backlog"] = (f"only {b['arrived']:,} of {large:,} delivered in {limit:.0f} s "
+                             f"(BENCH_BACKLOG_TIMEOUT); the figures are over those")
+        log(f"{large:,} queued: only {b['arrived']:,} delivered in {limit:.0f} s, {b['rate']:,.0f}/s; gave up")
+        ERRORS["backlog"] += f" ({worker_state()})"
+        # what is left would weigh on the next phase: drop it, unless the
+        # worker holds it locked (then the next phase is skipped)
+        try:
+            q("SET lock_timeout = '5s'")
+            q("DELETE FROM webhook.queue")
+            q("UPDATE webhook.delivery SET status = 'failed', last_error = 'dropped by the benchmark' "
+              "WHERE status = 'pending' AND NOT in_flight")
+        except psycopg2.Error as e:
+            log(f"could not drop what is left: {str(e).strip()}")
+        finally:
+            q("RESET lock_timeout")
+        time.sleep(5)
+        if not drain_everything(stall=30):
+            STUCK.append(f"after the backlog, the worker delivered nothing for 30 s with work left "
+                         f"({worker_state()})")
+            print(f"!! {STUCK[0]}; the remaining phases are skipped", flush=True)
     R["backlog_small_per_s"] = {"value": median(rates), "unit": "deliveries/s", "samples": rates, "events": small}
-    R["backlog_large_per_s"] = {"value": b["rate"], "unit": "deliveries/s", "events": large, "seconds": b["seconds"]}
+    R["backlog_large_per_s"] = {"value": b["rate"], "unit": "deliveries/s", "events": large, "seconds": b["seconds"],
+                                "delivered": b["arrived"], "complete": b["complete"]}
     R["backlog_ratio"] = {"value": b["rate"] / median(rates), "unit": "ratio"}
     before, after, peak = b["mem_before"], b["mem_after"], b["mem_peak"]
     R["worker_memory"] = {
-        "deliveries": large, "unit": "MB",
+        "deliveries": b["arrived"], "unit": "MB",
         "before": before, "after": after, "peak_sampled": peak,
         "growth_private": after["private"] - before["private"],
         "peak_private": max(peak.get("private", 0), after["private"]),
@@ -551,6 +688,10 @@ def table():
     figs.append(row("2. 1-row INSERT, tracked", val("insert_tps_tracked"), "tps"))
     r = val("insert_tps_ratio")
     figs.append(row("2. tracked / untracked TPS", r, "ratio", ">= 0.85", r is not None and r >= 0.85))
+    v = val("insert_tps_tracked_worker_stopped")
+    if v is not None and val("insert_tps_untracked"):
+        figs.append(row("   tracked, worker stopped (trigger alone)", v, "tps"))
+        figs.append(row("   its ratio to untracked", v / val("insert_tps_untracked"), "ratio"))
     figs.append(row(f"3. INSERT {SIZES['bulk_rows']:,} rows, untracked", val("bulk_insert_s_untracked"), "s"))
     figs.append(row(f"3. INSERT {SIZES['bulk_rows']:,} rows, tracked", val("bulk_insert_s_tracked"), "s"))
     r = val("bulk_insert_ratio")
@@ -561,6 +702,11 @@ def table():
         figs.append(row(name, v, "deliveries/s", ">= 20,000", v is not None and v >= 20000))
         if v is not None and cap:
             figs.append(row("   fraction of receiver capacity", v / cap, "ratio"))
+    v = val("deliveries_per_s_single_row_while_inserting")
+    if v is not None:
+        figs.append(row("   single-row, while 4 clients insert", v, "deliveries/s"))
+        lag = median(R["deliveries_per_s_single_row_while_inserting"]["lag_after_last_commit_s"])
+        figs.append(row("   its last delivery after the last commit", lag, "s"))
     lat = R.get("latency_ms", {})
     figs.append(row("5. commit -> receiver p50", lat.get("p50"), "ms", "<= 5 ms",
                     lat.get("p50") is not None and lat["p50"] <= 5))
@@ -568,12 +714,16 @@ def table():
                     lat.get("p99") is not None and lat["p99"] <= 25))
     mem = R.get("worker_memory", {})
     n = mem.get("deliveries", SIZES["backlog_large"])
-    figs.append(row(f"6. worker RSS growth, {n:,} deliveries", mem.get("growth_private"), "MB", "<= 10 MB",
+    figs.append(row(f"6. worker RSS* growth, {n:,} deliveries", mem.get("growth_private"), "MB", "<= 10 MB",
                     mem.get("growth_private") is not None and mem["growth_private"] <= 10))
-    figs.append(row("6. worker RSS peak", mem.get("peak_private"), "MB", "<= 32 MB",
+    figs.append(row("6. worker RSS* peak", mem.get("peak_private"), "MB", "<= 32 MB",
                     mem.get("peak_private") is not None and mem["peak_private"] <= 32))
-    figs.append(row("   (VmRSS with shared memory, growth)", mem.get("growth_vmrss"), "MB"))
-    figs.append(row("   (VmHWM with shared memory)", mem.get("vmhwm"), "MB"))
+    figs.append(row("   of which heap (RssAnon), after", mem.get("after", {}).get("RssAnon"), "MB"))
+    if MEM_BY_PHASE:
+        figs.append(row("   RSS*, highest at the end of a phase",
+                        max(m["private"] for m in MEM_BY_PHASE.values()), "MB"))
+    figs.append(row("   VmRSS growth, shared memory included", mem.get("growth_vmrss"), "MB"))
+    figs.append(row("   VmHWM, shared memory included", mem.get("vmhwm"), "MB"))
     figs.append(row(f"7. backlog {SIZES['backlog_small']:,}", val("backlog_small_per_s"), "deliveries/s"))
     figs.append(row(f"7. backlog {SIZES['backlog_large']:,}", val("backlog_large_per_s"), "deliveries/s"))
     r = val("backlog_ratio")
@@ -586,6 +736,8 @@ def table():
     print("-" * (sum(w) + 8))
     for a, b, c, d in rows:
         print(f"{a:<{w[0]}}  {b:>{w[1]}}  {c:<{w[2]}}  {d}")
+    print("* RSS without shared memory: VmRSS - RssShmem = RssAnon + RssFile. VmRSS and VmHWM also count\n"
+          "  every shared_buffers page the worker has touched, which grows with the tables, not with its memory.")
     return figs
 
 
@@ -626,6 +778,8 @@ def main():
     print(f"\n   deliveries in webhook.delivery: {states}; the run took {elapsed / 60:.1f} min")
     if ERRORS:
         print("   phases that failed: " + "; ".join(f"{k}: {v}" for k, v in ERRORS.items()))
+    if RESTARTS:
+        print("   the benchmark restarted a stuck worker " + "; ".join(RESTARTS))
 
     if ENV.get("BENCH_STATEMENTS") == "1":
         R["statements"] = [
@@ -643,8 +797,9 @@ def main():
         json.dump({"when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
                    "elapsed_s": elapsed, "scale": SCALE, "sizes": SIZES, "machine": info,
                    "settings": settings, "worker_memory_at_start": mem_start,
+                   "worker_memory_after_each_phase": MEM_BY_PHASE,
                    "table": figs, "results": R, "errors": ERRORS,
-                   "deliveries": states}, f, indent=2, default=str)
+                   "deliveries": states, "worker_restarts": RESTARTS}, f, indent=2, default=str)
     print(f"   written to {os.path.relpath(OUT, SRC)}")
     return 1 if ERRORS else 0
 

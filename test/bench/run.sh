@@ -1,7 +1,7 @@
 #!/bin/bash
 # The webhook benchmark: figures, not pass/fail.
 #
-#   test/bench/run.sh                   full sizes (about 10-15 minutes on 2 cores)
+#   test/bench/run.sh                   full sizes (about 12-15 minutes on 2 cores)
 #   BENCH_SCALE=0.1 test/bench/run.sh   every size scaled down, for a quick check
 #
 # Installs what it needs (nginx, wrk, psycopg2) when missing, builds and
@@ -11,11 +11,11 @@
 # Prints a table and writes test/bench/out/results.json.
 #
 # Other settings: BENCH_STATEMENTS=1 also preloads pg_stat_statements and
-# reports the worker's costliest statements; BENCH_PERF=1 records a perf
+# reports the costliest statements (the worker's among them); BENCH_PERF=1 records a perf
 # profile of the worker while it drains the largest backlog (needs perf);
 # BENCH_KEEP=1 keeps the temporary directory (logs, data) for a look;
 # BENCH_PHASES=capacity,trigger,bulk,single,latency,backlog,fanout runs only
-# those phases.
+# those phases; BENCH_CONF='name = value' lines are added to postgresql.conf.
 set -euo pipefail
 
 bench=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -45,7 +45,8 @@ cleanup() {
     fi
     [ -n "$nginx_pid" ] && wait "$nginx_pid" 2>/dev/null
     if [ -f "$dir/data/postmaster.pid" ]; then
-        # a worker paused by the benchmark must not hold up the shutdown
+        # a worker stopped by the benchmark must not hold up the shutdown
+        [ -s "$dir/worker-stopped.pid" ] && kill -CONT "$(cat "$dir/worker-stopped.pid")" 2>/dev/null
         "${as_pg[@]}" "$PG_BIN/pg_ctl" -D "$dir/data" -m immediate stop >/dev/null 2>&1
     fi
     if [ "$rc" != 0 ] && [ -f "$dir/server.log" ]; then
@@ -83,6 +84,7 @@ checkpoint_completion_target = 0.9
 log_checkpoints = on
 log_autovacuum_min_duration = 1s
 pg_stat_statements.track = all
+${BENCH_CONF:-}
 CONF
 "${as_pg[@]}" "$PG_BIN/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w start >/dev/null
 
