@@ -512,6 +512,20 @@ endpoints_with_room(void)
 	return room;
 }
 
+/* How many endpoints are verified. */
+static int
+live_endpoints(void)
+{
+	HASH_SEQ_STATUS hs;
+	Endpoint   *ep;
+	int			n = 0;
+
+	hash_seq_init(&hs, endpoints);
+	while ((ep = hash_seq_search(&hs)) != NULL)
+		n += ep->live ? 1 : 0;
+	return n;
+}
+
 /*
  * Is claiming from the queue worth a round: some endpoint has room, or
  * there is no verified endpoint at all (the queue is then drained: an event
@@ -1180,10 +1194,14 @@ round_body(dlist_head *recording, dlist_head *claimed, dlist_head *handshakes,
 			more = true;
 		if (queue_hint)
 		{
+			/* about batch_size deliveries, however many endpoints an event goes to */
+			int			events = Max(webhook_batch_size / Max(live_endpoints(), 1), 1);
+
+			v[0] = Int32GetDatum(events);
 			if (SPI_execute_plan(plan_fanout, v, NULL, false, 0) != SPI_OK_SELECT)
 				elog(ERROR, "could not fan out queued events");
 			collect_jobs(claimed, &queue_rows);
-			queue_hint = queue_rows >= webhook_batch_size;
+			queue_hint = queue_rows >= events;
 		}
 	}
 
