@@ -1050,7 +1050,6 @@ CREATE FUNCTION webhook.untrack(rel regclass) RETURNS void
     LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     s webhook.source;
-    op text;
 BEGIN
     SELECT * INTO s FROM webhook.source x WHERE x.rel = untrack.rel;
     IF NOT FOUND THEN
@@ -1077,7 +1076,6 @@ CREATE FUNCTION webhook._on_drop() RETURNS event_trigger
 DECLARE
     dropped oid[];
     s webhook.source;
-    op text;
 BEGIN
     -- DROP EXTENSION drops webhook.source too
     IF to_regclass('webhook.source') IS NULL THEN

@@ -291,6 +291,8 @@ setup_easy(CURL *easy, WebhookRequest *req)
 		curl_easy_setopt(easy, CURLOPT_PREREQDATA, req);
 	}
 	curl_easy_setopt(easy, CURLOPT_PRIVATE, req);
+	/* bodies are small: the 64 kB default upload buffer per handle is memory for nothing */
+	curl_easy_setopt(easy, CURLOPT_UPLOAD_BUFFERSIZE, 16384L);
 }
 
 /* Start a POST; it completes in a later WebhookHttpWait(). */

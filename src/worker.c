@@ -28,6 +28,7 @@
  */
 #include "postgres.h"
 
+#include <malloc.h>
 #include <time.h>
 
 #include "access/xact.h"
@@ -66,6 +67,7 @@
 #define ERROR_BACKOFF_MS 1000
 #define RECORD_BATCH 256		/* record results once this many are waiting */
 #define RECORD_DELAY_MS 10		/* ... or once the oldest has waited this long */
+#define TRIM_INTERVAL_MS 10000	/* hand freed heap back to the system this often */
 
 typedef enum JobKind
 {
@@ -359,13 +361,14 @@ lappend_id(List *l, int64 id)
 	return lappend(l, p);
 }
 
-/* Does the text of a column hold a value? */
+/* A column as text (NULL for null), in the current memory context. */
 static char *
 getstr(HeapTuple tup, TupleDesc desc, int col)
 {
 	return SPI_getvalue(tup, desc, col);
 }
 
+/* An integer column (int4 or int8) as int64; 0 for null. */
 static int64
 getint8(HeapTuple tup, TupleDesc desc, int col)
 {
@@ -1312,6 +1315,22 @@ do_round(bool *recovered)
 	start_handshakes(&handshakes);
 	MemoryContextSwitchTo(old);
 	MemoryContextReset(round_ctx);
+
+	/*
+	 * A burst leaves freed blocks in malloc's heap (SPI results, transaction
+	 * memory); give them back now and then so the worker's footprint follows
+	 * its load, not its history.
+	 */
+	{
+		static TimestampTz next_trim = 0;
+		TimestampTz now = GetCurrentTimestamp();
+
+		if (now >= next_trim)
+		{
+			malloc_trim(0);
+			next_trim = now + (int64) TRIM_INTERVAL_MS * 1000;
+		}
+	}
 }
 
 /* A handshake finished: the endpoint may be claimed again once its result is recorded. */
