@@ -1109,6 +1109,9 @@ release_recorded(dlist_head *recorded)
 
 		if (job->kind == JOB_HANDSHAKE)
 		{
+			for (int i = 0; i < job->nheaders; i++)
+				pfree(job->headers[i]);
+			pfree(job->headers);
 			pfree(job->key);
 			pfree(job->url);
 			pfree(job->endpoint_url);
