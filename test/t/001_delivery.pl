@@ -98,6 +98,10 @@ is($node->safe_psql('postgres', 'SELECT count(*) FROM webhook.queue'), '0', 'que
 $node->safe_psql('postgres',
 	q{INSERT INTO message (channel_id, content) SELECT 'bulk', 'row ' || g FROM generate_series(1, 50) g});
 ok($recv->wait_for_deliveries($seen + 52, '/hook'), 'multi-row insert: 50 deliveries');
+# Keep-alive: the requests share a few connections (about endpoint_concurrency = 16).
+my %ports = map { $_->{client_port} => 1 } $recv->requests('/hook');
+my $nreq = scalar($recv->requests('/hook'));
+cmp_ok(scalar(keys %ports), '<', $nreq / 2, "connections reused: $nreq requests over " . scalar(keys %ports) . ' connections');
 
 # The worker shows in pg_stat_activity by name.
 is($node->safe_psql('postgres',
