@@ -913,6 +913,9 @@ $$;
 CREATE FUNCTION webhook._check_expression(rel regclass, what text, expr text, cast_to text) RETURNS void
     LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
+    IF expr IS NULL THEN
+        RETURN;     -- not given: nothing to check
+    END IF;
     EXECUTE format('SELECT (%s)::%s FROM %s AS _wh_row LIMIT 0', expr, cast_to, webhook._qualified(rel));
 EXCEPTION WHEN OTHERS THEN
     RAISE EXCEPTION 'invalid % expression for %: %', what, rel, expr
@@ -969,15 +972,9 @@ BEGIN
             SELECT 1 FROM pg_attribute a WHERE a.attrelid = track.rel AND a.attname = 'channel_id' AND NOT a.attisdropped) THEN
             channel := NULL;
         END IF;
-        IF channel IS NOT NULL THEN
-            PERFORM webhook._check_expression(rel, 'channel', channel, 'text');
-        END IF;
-        IF chat_type IS NOT NULL THEN
-            PERFORM webhook._check_expression(rel, 'chat_type', chat_type, 'text');
-        END IF;
-        IF message IS NOT NULL THEN
-            PERFORM webhook._check_expression(rel, 'message', message, 'jsonb');
-        END IF;
+        PERFORM webhook._check_expression(rel, 'channel', channel, 'text');
+        PERFORM webhook._check_expression(rel, 'chat_type', chat_type, 'text');
+        PERFORM webhook._check_expression(rel, 'message', message, 'jsonb');
     ELSE
         IF channel_given OR chat_type IS NOT NULL OR message IS NOT NULL THEN
             RAISE EXCEPTION 'a % table takes its channel, chat_type and message from its parent message', kind
@@ -1207,15 +1204,9 @@ BEGIN
     IF action = 'message' AND channel = 'channel_id' THEN
         channel := NULL;    -- private messages have no channel
     END IF;
-    IF channel IS NOT NULL THEN
-        PERFORM webhook._check_expression(rel, 'channel', channel, 'text');
-    END IF;
-    IF sender IS NOT NULL THEN
-        PERFORM webhook._check_expression(rel, 'sender', sender, 'text');
-    END IF;
-    IF recipient_exists IS NOT NULL THEN
-        PERFORM webhook._check_expression(rel, 'recipient_exists', recipient_exists, 'boolean');
-    END IF;
+    PERFORM webhook._check_expression(rel, 'channel', channel, 'text');
+    PERFORM webhook._check_expression(rel, 'sender', sender, 'text');
+    PERFORM webhook._check_expression(rel, 'recipient_exists', recipient_exists, 'boolean');
 
     qrel := webhook._qualified(rel);
     fields := format('SELECT (%s)::text, pg_catalog.to_jsonb(%I)::text, (%s)::text, (%s)::text, ((%s)::boolean)::text FROM (SELECT ($1).*) AS _wh_row',

@@ -273,6 +273,7 @@ static const char *sql_purge =
 "  LIMIT $2))";
 
 static void start_handshakes(dlist_head *claimed);
+static void release_job(Job *job);
 
 /* Register the worker; called from _PG_init while preloading. */
 void
@@ -470,15 +471,8 @@ reload_endpoints(void)
 			continue;
 		while (!dlist_is_empty(&ep->ready))
 		{
-			Job		   *job = dlist_container(Job, node, dlist_pop_head_node(&ep->ready));
-
-			MemoryContext old2 = MemoryContextSwitchTo(worker_ctx);
-
-			pending_release = lappend_id(pending_release, job->id);
-			MemoryContextSwitchTo(old2);
 			nready_total--;
-			pfree(job->body);
-			pfree(job);
+			release_job(dlist_container(Job, node, dlist_pop_head_node(&ep->ready)));
 		}
 		ep->nready = 0;
 		ep->url = NULL;
@@ -604,13 +598,7 @@ enqueue_jobs(dlist_head *claimed)
 		if (ep == NULL || !ep->live)
 		{
 			/* cannot happen: the claim joined the endpoints of this round */
-			MemoryContext old = MemoryContextSwitchTo(worker_ctx);
-
-			pending_release = lappend_id(pending_release, job->id);
-			MemoryContextSwitchTo(old);
-			if (job->body)
-				pfree(job->body);
-			pfree(job);
+			release_job(job);
 			continue;
 		}
 		dlist_push_tail(&ep->ready, &job->node);
@@ -619,17 +607,46 @@ enqueue_jobs(dlist_head *claimed)
 	}
 }
 
+/* Free a job and what it owns (started or not). */
+static void
+free_job(Job *job)
+{
+	if (job->kind == JOB_HANDSHAKE)
+	{
+		for (int i = 0; i < job->nheaders; i++)
+			pfree(job->headers[i]);
+		pfree(job->headers);
+		pfree(job->key);
+		pfree(job->url);
+		pfree(job->endpoint_url);
+		pfree(job->token);
+		pfree(job->challenge);
+	}
+	WebhookHttpRelease(&job->req);
+	if (job->body)
+		pfree(job->body);
+	pfree(job);
+}
+
+/*
+ * Drop a claimed delivery from memory; its row is handed back to the table
+ * (in_flight = false) by the next round that commits.
+ */
+static void
+release_job(Job *job)
+{
+	MemoryContext old = MemoryContextSwitchTo(worker_ctx);
+
+	pending_release = lappend_id(pending_release, job->id);
+	MemoryContextSwitchTo(old);
+	free_job(job);
+}
+
 static void
 free_jobs(dlist_head *jobs)
 {
 	while (!dlist_is_empty(jobs))
-	{
-		Job		   *job = dlist_container(Job, node, dlist_pop_head_node(jobs));
-
-		if (job->body)
-			pfree(job->body);
-		pfree(job);
-	}
+		free_job(dlist_container(Job, node, dlist_pop_head_node(jobs)));
 }
 
 /* The delay before the next attempt, or -1 when the schedule is used up. */
@@ -1107,28 +1124,14 @@ release_recorded(dlist_head *recorded)
 	{
 		Job		   *job = dlist_container(Job, node, dlist_pop_head_node(recorded));
 
-		if (job->kind == JOB_HANDSHAKE)
-		{
-			for (int i = 0; i < job->nheaders; i++)
-				pfree(job->headers[i]);
-			pfree(job->headers);
-			pfree(job->key);
-			pfree(job->url);
-			pfree(job->endpoint_url);
-			pfree(job->token);
-			pfree(job->challenge);
-		}
-		else
+		if (job->kind == JOB_DELIVERY)
 		{
 			Endpoint   *ep = hash_search(endpoints, &job->endpoint_id, HASH_FIND, NULL);
 
 			if (ep && !ep->live && ep->inflight == 0 && ep->nready == 0)
 				hash_search(endpoints, &job->endpoint_id, HASH_REMOVE, NULL);
 		}
-		WebhookHttpRelease(&job->req);
-		if (job->body)
-			pfree(job->body);
-		pfree(job);
+		free_job(job);
 	}
 }
 
