@@ -1258,12 +1258,13 @@ do_round(bool *recovered)
 
 	PG_TRY();
 	{
+		/* before any lock is taken: "idle" means holding none */
+		pgstat_report_activity(STATE_RUNNING, "webhook worker round");
 		SetCurrentStatementStartTimestamp();
 		StartTransactionCommand();
 		PushActiveSnapshot(GetTransactionSnapshot());
 		if (SPI_connect() != SPI_OK_CONNECT)
 			elog(ERROR, "SPI_connect failed");
-		pgstat_report_activity(STATE_RUNNING, "webhook worker round");
 		ready = round_body(&recording, &claimed, &handshakes, recovered);
 		SPI_finish();
 		PopActiveSnapshot();
@@ -1388,6 +1389,15 @@ WebhookWorkerMain(Datum main_arg)
 	/* Event times in UTC whatever the server's zone; progress marks commit asynchronously. */
 	SetConfigOption("TimeZone", "UTC", PGC_SUSET, PGC_S_OVERRIDE);
 	SetConfigOption("synchronous_commit", "off", PGC_SUSET, PGC_S_OVERRIDE);
+
+	/*
+	 * Every round allocates and frees blocks of a megabyte or more (SPI
+	 * results, tuplestores). Above glibc's mmap threshold each would be a
+	 * fresh mmap, page-faulted in and unmapped again: keep them in the heap,
+	 * which is handed back to the system every TRIM_INTERVAL_MS instead.
+	 */
+	mallopt(M_MMAP_THRESHOLD, 32 * 1024 * 1024);
+	mallopt(M_TRIM_THRESHOLD, 64 * 1024 * 1024);
 
 	worker_ctx = AllocSetContextCreate(TopMemoryContext, "webhook worker", ALLOCSET_DEFAULT_SIZES);
 	round_ctx = AllocSetContextCreate(worker_ctx, "webhook round", ALLOCSET_DEFAULT_SIZES);

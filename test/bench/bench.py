@@ -167,9 +167,20 @@ STOPPED = os.path.join(DIR, "worker-stopped.pid")     # run.sh's cleanup continu
 
 
 def stop_worker(pid):
+    """SIGSTOP the worker between rounds: stopped inside one, it could hold
+    a lock (a buffer mapping lock, say) that every other backend then waits
+    for. It reports its state before its round takes any lock."""
     with open(STOPPED, "w") as f:
         f.write(str(pid))
-    os.kill(pid, signal.SIGSTOP)
+    deadline = time.time() + 30
+    while True:
+        os.kill(pid, signal.SIGSTOP)
+        if q1("SELECT state FROM pg_stat_activity WHERE pid = %s", (pid,)) == "idle":
+            return
+        os.kill(pid, signal.SIGCONT)
+        if time.time() > deadline:
+            raise RuntimeError("the worker was never idle for 30 s: cannot stop it safely")
+        time.sleep(0.01)
 
 
 def continue_worker(pid):
