@@ -21,3 +21,7 @@ include $(PGXS)
 
 # Makefile.global resets PROVE_FLAGS, so this must come after the include.
 PROVE_FLAGS += -I test/perl
+
+# PGXS tracks no header dependencies: rebuild everything when a header
+# changes, or objects disagree about a struct's layout.
+$(OBJS): $(wildcard src/*.h)

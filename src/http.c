@@ -99,32 +99,46 @@ timer_cb(CURLM *m, long timeout_ms, void *userp)
 	return 0;
 }
 
-/* Keep the first resp_cap bytes of the body; stop the transfer past that. */
+/*
+ * Append to a malloc'd buffer that grows as needed: most answers are a few
+ * hundred bytes, and hundreds of finished requests can wait to be recorded.
+ * False when out of memory.
+ */
+static bool
+buf_append(char **buf, size_t *len, size_t *alloc, const char *data, size_t n)
+{
+	if (*len + n > *alloc)
+	{
+		size_t		want = Max(*alloc * 2, 512);
+		char	   *grown;
+
+		while (want < *len + n)
+			want *= 2;
+		grown = realloc(*buf, want);
+		if (grown == NULL)
+			return false;
+		*buf = grown;
+		*alloc = want;
+	}
+	memcpy(*buf + *len, data, n);
+	*len += n;
+	return true;
+}
+
+/* Keep the first resp_cap bytes of the body. */
 static size_t
 write_cb(char *data, size_t size, size_t nmemb, void *userp)
 {
 	WebhookRequest *req = (WebhookRequest *) userp;
 	size_t		n = size * nmemb;
-	size_t		keep = n;
+	size_t		keep = Min(n, req->resp_cap - req->resp_len);
 
-	if (req->resp_len + keep > req->resp_cap)
-		keep = req->resp_cap - req->resp_len;
-	if (keep > 0)
-	{
-		if (req->resp == NULL)
-		{
-			req->resp = malloc(req->resp_cap + 1);
-			if (req->resp == NULL)
-				return 0;
-		}
-		memcpy(req->resp + req->resp_len, data, keep);
-		req->resp_len += keep;
-	}
+	if (keep > 0 && !buf_append(&req->resp, &req->resp_len, &req->resp_alloc, data, keep))
+		return 0;
 	/* the rest of the body is not kept, but the response still counts */
 	return n;
 }
 
-/* Collect the header lines of the last response (not of 1xx interim ones). */
 static size_t
 header_cb(char *data, size_t size, size_t nmemb, void *userp)
 {
@@ -135,18 +149,11 @@ header_cb(char *data, size_t size, size_t nmemb, void *userp)
 		req->hdrs_len = 0;
 	if (req->hdrs_len + n > MAX_HEADER_BYTES)
 		return n;				/* drop what does not fit, keep going */
-	if (req->hdrs == NULL)
-	{
-		req->hdrs = malloc(MAX_HEADER_BYTES + 1);
-		if (req->hdrs == NULL)
-			return 0;
-	}
-	memcpy(req->hdrs + req->hdrs_len, data, n);
-	req->hdrs_len += n;
+	if (!buf_append(&req->hdrs, &req->hdrs_len, &req->hdrs_alloc, data, n))
+		return 0;
 	return n;
 }
 
-/* Refuse connections to webhook.blocked_networks, checked after resolution. */
 static curl_socket_t
 opensocket_cb(void *clientp, curlsocktype purpose, struct curl_sockaddr *address)
 {
@@ -260,9 +267,11 @@ setup_easy(CURL *easy, WebhookRequest *req)
 	req->errbuf[0] = '\0';
 	req->resp = NULL;
 	req->resp_len = 0;
+	req->resp_alloc = 0;
 	req->resp_cap = Max(webhook_max_response_size, 4096);
 	req->hdrs = NULL;
 	req->hdrs_len = 0;
+	req->hdrs_alloc = 0;
 	req->easy = easy;
 
 	curl_easy_setopt(easy, CURLOPT_URL, req->url);
@@ -476,6 +485,8 @@ WebhookHttpRelease(WebhookRequest *req)
 	free(req->hdrs);
 	req->resp = NULL;
 	req->hdrs = NULL;
+	req->resp_len = req->resp_alloc = 0;
+	req->hdrs_len = req->hdrs_alloc = 0;
 	if (req->headers)
 		curl_slist_free_all(req->headers);
 	req->headers = NULL;

@@ -35,11 +35,13 @@ typedef struct WebhookRequest
 	int64		duration_us;
 	bool		blocked;		/* refused by webhook.blocked_networks */
 	char		errbuf[CURL_ERROR_SIZE];
-	char	   *resp;			/* body, at most resp_cap bytes */
+	char	   *resp;			/* body, at most resp_cap bytes (malloc'd) */
 	size_t		resp_len;
 	size_t		resp_cap;
-	char	   *hdrs;			/* header lines of the final response */
+	size_t		resp_alloc;
+	char	   *hdrs;			/* header lines of the final response (malloc'd) */
 	size_t		hdrs_len;
+	size_t		hdrs_alloc;
 
 	CURL	   *easy;
 } WebhookRequest;

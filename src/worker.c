@@ -1280,7 +1280,8 @@ do_round(bool *recovered)
 		AbortOutOfAnyTransaction();
 		ereport(LOG,
 				(errmsg("webhook worker: round failed, retrying in %d ms: %s",
-						ERROR_BACKOFF_MS, edata->message)));
+						ERROR_BACKOFF_MS, edata->message),
+				 edata->detail ? errdetail_internal("%s", edata->detail) : 0));
 		FreeErrorData(edata);
 		free_jobs(&claimed);
 		free_jobs(&handshakes);
