@@ -331,11 +331,13 @@ webhook_moderate(PG_FUNCTION_ARGS)
 				 errdetail("The row was rejected; a moderation hook must answer 200 with [success, details].")));
 	}
 	reply = pnstrdup(req.resp ? req.resp : "", req.resp_len);
-	WebhookHttpRelease(&req);
 	{
 		JsonLexContext *lex;
-		bool		valid = pg_verifymbstr(reply, strlen(reply), true) &&
-			strlen(reply) == (size_t) req.resp_len;
+		/* no NUL inside, valid in the database encoding */
+		bool		valid = strlen(reply) == req.resp_len &&
+			pg_verifymbstr(reply, strlen(reply), true);
+
+		WebhookHttpRelease(&req);
 
 		if (valid)
 		{
