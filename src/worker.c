@@ -129,6 +129,7 @@ static TimestampTz next_purge = 0;
 static TimestampTz backoff_until = 0;	/* no rounds before this, after an error */
 
 static SPIPlanPtr plan_fanout;
+static SPIPlanPtr plan_queued;
 static SPIPlanPtr plan_retry;
 static SPIPlanPtr plan_record;
 static SPIPlanPtr plan_handshakes;
@@ -159,30 +160,34 @@ static SPIPlanPtr plan_purge;
 
 /*
  * Claim a batch of queued events, turn each into one delivery per verified
- * endpoint whose filters match, and return those to be held in memory.
- * $1 batch size, $2 endpoints with room in memory.
+ * endpoint whose filters match, and return them with the bodies of those to
+ * be held in memory ($2: endpoints with room), and how many queue rows were
+ * claimed. The INSERT is the outer statement so that its rows are rendered
+ * as they are returned, not stored once more for a join. $1 batch size.
  */
 static const char *sql_fanout =
 "WITH ev AS ("
 "  DELETE FROM webhook.queue AS x WHERE x.id = ANY (ARRAY ("
 "    SELECT id FROM webhook.queue ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED))"
-"  RETURNING x.id, x.type, x.update_type, x.channel, webhook._event(x) AS event),"
-" ins AS ("
-"  INSERT INTO webhook.delivery (endpoint_id, event_id, event, in_flight)"
-"  SELECT e.id, ev.id, ev.event, e.id = ANY ($2)"
-"  FROM ev JOIN webhook.endpoint e ON e.state = 'verified'"
-"   AND (e.events IS NULL OR ev.type = ANY (e.events) OR ev.update_type = ANY (e.events))"
-"   AND (e.channels IS NULL OR ev.channel = ANY (e.channels))"
-"   AND (e.keywords IS NULL OR ev.event->'message' = 'null' OR EXISTS ("
-"        SELECT 1 FROM pg_catalog.unnest(e.keywords) AS k"
-"        WHERE pg_catalog.strpos(pg_catalog.lower(ev.event->'message'->>'content'),"
-"                                pg_catalog.lower(k)) > 0))"
-"  ORDER BY ev.id, e.id"
-"  RETURNING id, endpoint_id, event_id, event, in_flight)"
-" SELECT ins.id, ins.endpoint_id, ins.event_id, 0, " RENDER_SQL("ins.event", "e")
-" FROM ins JOIN webhook.endpoint e ON e.id = ins.endpoint_id"
-" WHERE ins.in_flight"
-" UNION ALL SELECT -1, -1, pg_catalog.count(*), 0, NULL FROM ev";
+"  RETURNING x.id, x.type, x.update_type, x.channel, webhook._event(x) AS event)"
+" INSERT INTO webhook.delivery (endpoint_id, event_id, event, in_flight)"
+" SELECT e.id, ev.id, ev.event, e.id = ANY ($2)"
+" FROM ev JOIN webhook.endpoint e ON e.state = 'verified'"
+"  AND (e.events IS NULL OR ev.type = ANY (e.events) OR ev.update_type = ANY (e.events))"
+"  AND (e.channels IS NULL OR ev.channel = ANY (e.channels))"
+"  AND (e.keywords IS NULL OR ev.event->'message' = 'null' OR EXISTS ("
+"       SELECT 1 FROM pg_catalog.unnest(e.keywords) AS k"
+"       WHERE pg_catalog.strpos(pg_catalog.lower(ev.event->'message'->>'content'),"
+"                               pg_catalog.lower(k)) > 0))"
+" ORDER BY ev.id, e.id"
+" RETURNING id, endpoint_id, event_id, 0,"
+"  CASE WHEN in_flight THEN (SELECT " RENDER_SQL("event", "e")
+"    FROM webhook.endpoint e WHERE e.id = endpoint_id) END,"
+"  (SELECT pg_catalog.count(*) FROM ev), in_flight";
+
+/* Is anything left to claim? Asked when a fan-out made no deliveries. */
+static const char *sql_queued =
+"SELECT 1 FROM webhook.queue LIMIT 1 FOR UPDATE SKIP LOCKED";
 
 /* Claim due deliveries of endpoints with room. $1 limit, $2 endpoints. */
 static const char *sql_retry =
@@ -339,6 +344,7 @@ prepare_plans(void)
 	plan_endpoint_gone = prepare(sql_endpoint_gone, 1, t_ids);
 	plan_next_due = prepare(sql_next_due, 2, t_due);
 	plan_purge = prepare(sql_purge, 2, t_purge);
+	plan_queued = prepare(sql_queued, 0, NULL);
 }
 
 static Datum
@@ -548,36 +554,42 @@ want_events(void)
 	return !any_live;
 }
 
-/* Make jobs from claimed delivery rows; they join ready lists after commit. */
+/*
+ * Make jobs from claimed delivery rows; they join ready lists after commit.
+ * A fan-out's rows also say how many queue rows it claimed (column 6), and
+ * whether the delivery is held in memory (column 7): the others wait in the
+ * table, as due retries, for their endpoint to have room.
+ */
 static int
 collect_jobs(dlist_head *claimed, int64 *queue_rows)
 {
 	uint64		i;
 	int			n = 0;
+	TupleDesc	desc = SPI_tuptable->tupdesc;
+	bool		fanout = desc->natts >= 7;
 	MemoryContext old = MemoryContextSwitchTo(worker_ctx);
 
 	for (i = 0; i < SPI_processed; i++)
 	{
 		HeapTuple	tup = SPI_tuptable->vals[i];
-		TupleDesc	desc = SPI_tuptable->tupdesc;
-		int64		id = getint8(tup, desc, 1);
 		Job		   *job;
 		char	   *body;
+		bool		isnull;
 
-		if (id < 0)
+		if (fanout)
 		{
-			/* the fan-out's trailing row: how many queue rows it claimed */
-			*queue_rows = getint8(tup, desc, 3);
-			continue;
+			*queue_rows = getint8(tup, desc, 6);
+			if (!DatumGetBool(SPI_getbinval(tup, desc, 7, &isnull)))
+				continue;
 		}
 		job = palloc0(sizeof(Job));
 		job->kind = JOB_DELIVERY;
-		job->id = id;
+		job->id = getint8(tup, desc, 1);
 		job->endpoint_id = getint8(tup, desc, 2);
 		job->event_id = getint8(tup, desc, 3);
 		job->attempts = (int) getint8(tup, desc, 4);
 		body = SPI_getvalue(tup, desc, 5);
-		job->body = body ? body : NULL;
+		job->body = body;
 		job->body_len = body ? strlen(body) : 0;
 		dlist_push_tail(claimed, &job->node);
 		n++;
@@ -1207,10 +1219,20 @@ round_body(dlist_head *recording, dlist_head *claimed, dlist_head *handshakes,
 			int			events = Max(webhook_batch_size / Max(live_endpoints(), 1), 1);
 
 			v[0] = Int32GetDatum(events);
-			if (SPI_execute_plan(plan_fanout, v, NULL, false, 0) != SPI_OK_SELECT)
+			if (SPI_execute_plan(plan_fanout, v, NULL, false, 0) != SPI_OK_INSERT_RETURNING)
 				elog(ERROR, "could not fan out queued events");
-			collect_jobs(claimed, &queue_rows);
-			queue_hint = queue_rows >= events;
+			if (SPI_processed > 0)
+			{
+				collect_jobs(claimed, &queue_rows);
+				queue_hint = queue_rows >= events;
+			}
+			else
+			{
+				/* no deliveries: an empty queue, or events no endpoint wants */
+				if (SPI_execute_plan(plan_queued, NULL, NULL, false, 1) != SPI_OK_SELECT)
+					elog(ERROR, "could not look at the queue");
+				queue_hint = SPI_processed > 0;
+			}
 		}
 	}
 
