@@ -189,6 +189,13 @@ def continue_worker(pid):
         os.unlink(STOPPED)
 
 
+def cpu_seconds(pid):
+    """User + system CPU time the process has used, in seconds."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def proc_status(pid):
     out = {}
     with open(f"/proc/{pid}/status") as f:
@@ -448,12 +455,13 @@ def p_single():
     n = SIZES["single_row_events"]
     phase(f"4a. throughput, single-row transactions: {n:,} one-row INSERTs by pgbench (4 clients, as fast as they go), "
           f"committed while the worker is stopped (SIGSTOP), then drained; and with the worker running x {REPEAT}")
-    rates, e2e, producer, lags = [], [], [], []
+    rates, cpus, e2e, producer, lags = [], [], [], [], []
     for i in range(REPEAT):
         b = backlog(n, fill="single")
         if not b["complete"]:
             raise Incomplete(f"only {b['arrived']:,} of {n:,} deliveries arrived")
         rates.append(b["rate"])
+        cpus.append(b["cpu_us"])
         checkpoint()
         ARR.skip()
         t0 = time.time()
@@ -463,12 +471,16 @@ def p_single():
         e2e.append(rate)
         producer.append(tps)
         lags.append(secs - (t_end - t0))
-        log(f"run {i + 1}: queued, then drained in {b['seconds']:.2f} s: {b['rate']:,.0f}/s; "
+        log(f"run {i + 1}: queued, then drained in {b['seconds']:.2f} s: {b['rate']:,.0f}/s "
+            f"(worker CPU {b['cpu_us']:.0f} us per delivery); "
             f"while inserting at {tps:,.0f} tps: all delivered {secs:.2f} s after the first began, "
             f"{lags[-1]:.2f} s after the last commit: {rate:,.0f}/s")
     R["deliveries_per_s_single_row"] = {"value": median(rates), "unit": "deliveries/s", "samples": rates,
                                         "events": n,
                                         "clock": "from the worker's SIGCONT to the arrival of the last delivery"}
+    R["worker_cpu_us_per_delivery"] = {"value": median(cpus), "unit": "us", "samples": cpus,
+                                       "clock": "the worker's user + system CPU time over the drain, "
+                                                "until it has recorded every result, per delivery"}
     R["deliveries_per_s_single_row_while_inserting"] = {
         "value": median(e2e), "unit": "deliveries/s", "samples": e2e, "producer_tps": producer,
         "lag_after_last_commit_s": lags,
@@ -542,6 +554,7 @@ def backlog(n, perf=False, timeout=None, fill="bulk"):
                                      "-p", str(pid)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             time.sleep(0.5)
         t0 = time.time()
+        cpu0 = cpu_seconds(pid)
     finally:
         continue_worker(pid)
     count, last = wait_deliveries(n, timeout=timeout, partial=True)
@@ -552,11 +565,13 @@ def backlog(n, perf=False, timeout=None, fill="bulk"):
             subprocess.run(["perf", "report", "-i", os.path.join(BENCH, "out", "worker.perf.data"), "--stdio",
                             "--no-children", "-g", "none", "--sort", "dso,sym"], stdout=f, stderr=subprocess.DEVNULL)
     wait_worker_idle()
+    cpu = cpu_seconds(pid) - cpu0
     time.sleep(1.0)
     after = proc_status(pid)
     peak = sampler.finish()
     return {"events": n, "queued": queued, "arrived": count, "rate": count / (last - t0) if last else 0.0,
             "seconds": last - t0 if last else None, "complete": count == n,
+            "cpu_us": cpu * 1e6 / count if count else None,
             "mem_before": before, "mem_after": after, "mem_peak": peak}
 
 
@@ -713,6 +728,8 @@ def table():
         figs.append(row(name, v, "deliveries/s", ">= 20,000", v is not None and v >= 20000))
         if v is not None and cap:
             figs.append(row("   fraction of receiver capacity", v / cap, "ratio"))
+        if key == "deliveries_per_s_single_row" and val("worker_cpu_us_per_delivery") is not None:
+            figs.append(row("   worker CPU per delivery", val("worker_cpu_us_per_delivery"), "us"))
     v = val("deliveries_per_s_single_row_while_inserting")
     if v is not None:
         figs.append(row("   single-row, while 4 clients insert", v, "deliveries/s"))
