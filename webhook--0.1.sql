@@ -141,6 +141,16 @@ CREATE FUNCTION webhook._schema_name(rel regclass) RETURNS text
 CREATE FUNCTION webhook._wake() RETURNS void
     LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'webhook_wake';
 
+-- The worker keeps the verified endpoints in memory; these tell it, at
+-- commit, that they changed (through the API or by hand).
+CREATE FUNCTION webhook._endpoint_changed() RETURNS trigger
+    LANGUAGE c AS 'MODULE_PATHNAME', 'webhook_endpoint_changed';
+
+CREATE TRIGGER endpoint_changed AFTER INSERT OR UPDATE OR DELETE ON webhook.endpoint
+    FOR EACH ROW EXECUTE FUNCTION webhook._endpoint_changed();
+CREATE TRIGGER endpoint_truncated AFTER TRUNCATE ON webhook.endpoint
+    FOR EACH STATEMENT EXECUTE FUNCTION webhook._endpoint_changed();
+
 -- Runs as the extension's owner: application roles need no rights on webhook.*.
 CREATE FUNCTION webhook._capture() RETURNS trigger
     LANGUAGE c SECURITY DEFINER SET search_path = pg_catalog, pg_temp

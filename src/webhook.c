@@ -13,6 +13,7 @@
 #include "postgres.h"
 
 #include "access/xact.h"
+#include "commands/trigger.h"
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "storage/lwlock.h"
@@ -33,6 +34,9 @@ static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 
 /* Set when this transaction queued events; read at commit. */
 static bool wake_pending = false;
+
+/* Set when this transaction changed webhook.endpoint; read at commit. */
+static bool endpoints_pending = false;
 
 static void webhook_shmem_request(void);
 static void webhook_shmem_startup(void);
@@ -82,6 +86,7 @@ webhook_shmem_startup(void)
 		SpinLockInit(&webhook_shared->mutex);
 		webhook_shared->latch = NULL;
 		webhook_shared->database = InvalidOid;
+		webhook_shared->endpoints_changed = 0;
 	}
 	LWLockRelease(AddinShmemInitLock);
 }
@@ -97,8 +102,36 @@ WebhookWakeAtCommit(void)
 }
 
 /*
- * At commit, set the worker's latch if this transaction queued events in the
- * worker's database. One SetLatch per transaction, whatever it queued.
+ * Row trigger on webhook.endpoint (and statement trigger for TRUNCATE): the
+ * worker keeps the verified endpoints in memory and reloads them only when a
+ * commit says they changed, whoever changed them and however.
+ */
+PG_FUNCTION_INFO_V1(webhook_endpoint_changed);
+Datum
+webhook_endpoint_changed(PG_FUNCTION_ARGS)
+{
+	/* RETURNS trigger: PostgreSQL itself refuses any other call */
+	endpoints_pending = true;
+	return PointerGetDatum(NULL);
+}
+
+/* How many commits have changed webhook.endpoint since the server started. */
+uint64
+WebhookEndpointsChanged(void)
+{
+	uint64		n;
+
+	SpinLockAcquire(&webhook_shared->mutex);
+	n = webhook_shared->endpoints_changed;
+	SpinLockRelease(&webhook_shared->mutex);
+	return n;
+}
+
+/*
+ * At commit, set the worker's latch if this transaction queued events (or
+ * changed endpoints) in the worker's database. One SetLatch per transaction,
+ * whatever it queued. The commit is visible to new snapshots by then, so a
+ * worker that sees the counter move also sees the change.
  */
 static void
 webhook_xact_callback(XactEvent event, void *arg)
@@ -109,21 +142,24 @@ webhook_xact_callback(XactEvent event, void *arg)
 	{
 		case XACT_EVENT_COMMIT:
 		case XACT_EVENT_PARALLEL_COMMIT:
-			if (!wake_pending)
+			if (!wake_pending && !endpoints_pending)
 				return;
-			wake_pending = false;
-			if (webhook_shared == NULL)
-				return;
-			SpinLockAcquire(&webhook_shared->mutex);
-			if (webhook_shared->database == MyDatabaseId)
-				latch = webhook_shared->latch;
-			SpinLockRelease(&webhook_shared->mutex);
+			if (webhook_shared != NULL)
+			{
+				SpinLockAcquire(&webhook_shared->mutex);
+				if (endpoints_pending)
+					webhook_shared->endpoints_changed++;
+				if (webhook_shared->database == MyDatabaseId)
+					latch = webhook_shared->latch;
+				SpinLockRelease(&webhook_shared->mutex);
+			}
+			wake_pending = endpoints_pending = false;
 			if (latch)
 				SetLatch(latch);
 			break;
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PARALLEL_ABORT:
-			wake_pending = false;
+			wake_pending = endpoints_pending = false;
 			break;
 		default:
 			break;

@@ -23,12 +23,14 @@ typedef struct WebhookShared
 	slock_t		mutex;
 	Latch	   *latch;			/* the worker's latch, NULL when not running */
 	Oid			database;		/* the database the worker serves */
+	uint64		endpoints_changed;	/* bumped by every commit that changed webhook.endpoint */
 } WebhookShared;
 
 extern WebhookShared *webhook_shared;
 
 /* webhook.c */
 extern void WebhookWakeAtCommit(void);
+extern uint64 WebhookEndpointsChanged(void);
 
 /* worker.c */
 extern void WebhookRegisterWorker(void);

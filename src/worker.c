@@ -67,6 +67,7 @@
 #define ERROR_BACKOFF_MS 1000
 #define RECORD_BATCH 256		/* record results once this many are waiting */
 #define RECORD_DELAY_MS 10		/* ... or once the oldest has waited this long */
+#define ROUND_GAP_MS 2			/* under load, rounds at most this often */
 #define TRIM_INTERVAL_MS 10000	/* hand freed heap back to the system this often */
 
 typedef enum JobKind
@@ -124,6 +125,10 @@ static List *handshakes_in_flight = NIL;	/* endpoint ids */
 static List *pending_release = NIL;	/* delivery ids to hand back to the table */
 
 static bool queue_hint = true;	/* the queue may have rows */
+static bool retry_hint = true;	/* deliveries may wait in the table, due now */
+static bool due_stale = true;	/* next_due must be read again */
+static bool endpoints_loaded = false;
+static uint64 endpoints_seen;	/* WebhookEndpointsChanged() at the last reload */
 static TimestampTz next_due = 0;	/* earliest retry or handshake due */
 static TimestampTz next_purge = 0;
 static TimestampTz backoff_until = 0;	/* no rounds before this, after an error */
@@ -756,6 +761,21 @@ headers_json(WebhookRequest *req, int64 *retry_after_ms)
 	return buf.data;
 }
 
+/*
+ * The worker's statements keep their plans for its whole life, and a plan
+ * follows the table sizes of the moment it was made: planned while the queue
+ * or the delivery table was nearly empty, "id = ANY (...)" became a full scan
+ * of the table, run in every round as the table grew. Every statement of the
+ * worker has an index path, so sequential scans are off for the round
+ * (SET LOCAL), and on again for the user's on_response functions.
+ */
+static void
+allow_seqscans(bool on)
+{
+	(void) set_config_option("enable_seqscan", on ? "on" : "off", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_LOCAL, true, 0, false);
+}
+
 /* Call the endpoint's on_response function in a subtransaction; the error text, or NULL. */
 static char *
 call_on_response(Job *job, const char *fn, int status, const char *headers, const char *body)
@@ -948,6 +968,7 @@ record_results(dlist_head *done)
 			{
 				status[n] = CStringGetTextDatum("pending");
 				delay[n] = Int64GetDatum(d);
+				due_stale = true;
 			}
 		}
 		if (error)
@@ -974,6 +995,8 @@ record_results(dlist_head *done)
 	}
 
 	/* on_response sees the delivery as recorded; its errors are recorded too */
+	if (ncalls > 0)
+		allow_seqscans(true);
 	for (int i = 0; i < ncalls; i++)
 	{
 		Job		   *job = calls[i].job;
@@ -991,6 +1014,8 @@ record_results(dlist_head *done)
 				elog(ERROR, "could not record an on_response error");
 		}
 	}
+	if (ncalls > 0)
+		allow_seqscans(false);
 	if (ok_eps)
 	{
 		Datum		v[1] = {int8_array(ok_eps)};
@@ -1194,37 +1219,72 @@ round_body(dlist_head *recording, dlist_head *claimed, dlist_head *handshakes,
 	}
 
 	record_results(recording);
-	reload_endpoints();
+
+	/*
+	 * Rounds under load skip what cannot have changed: the endpoints are
+	 * reloaded when a commit changed them, handshakes and retries are looked
+	 * for when due or when this worker made some, and next_due is read
+	 * again only then.
+	 */
+	now = GetCurrentTimestamp();
+	{
+		uint64		changed = WebhookEndpointsChanged();
+
+		if (!endpoints_loaded || changed != endpoints_seen)
+		{
+			reload_endpoints();
+			endpoints_seen = changed;
+			endpoints_loaded = true;
+			retry_hint = due_stale = true;
+		}
+	}
+	if (now >= next_due)
+		retry_hint = due_stale = true;
 	if (pending_release)
 	{
 		v[0] = int8_array(pending_release);
 		SPI_execute_plan(plan_release, v, NULL, false, 0);
+		retry_hint = true;
 	}
-	claim_handshakes(handshakes);
+	if (due_stale)
+		claim_handshakes(handshakes);
 
 	room = endpoints_with_room();
 	if (room || want_events())
 	{
 		int64		queue_rows = 0;
 
-		v[0] = Int32GetDatum(webhook_batch_size);
-		v[1] = int8_array(room);
-		if (SPI_execute_plan(plan_retry, v, NULL, false, 0) != SPI_OK_SELECT)
-			elog(ERROR, "could not claim due deliveries");
-		if (collect_jobs(claimed, &queue_rows) >= webhook_batch_size)
-			more = true;
+		if (retry_hint)
+		{
+			int			n;
+
+			v[0] = Int32GetDatum(webhook_batch_size);
+			v[1] = int8_array(room);
+			if (SPI_execute_plan(plan_retry, v, NULL, false, 0) != SPI_OK_SELECT)
+				elog(ERROR, "could not claim due deliveries");
+			n = collect_jobs(claimed, &queue_rows);
+			more = n >= webhook_batch_size;
+			/* all due deliveries are claimed only if every endpoint had room */
+			retry_hint = more || list_length(room) < live_endpoints();
+			due_stale |= retry_hint;
+		}
 		if (queue_hint)
 		{
 			/* about batch_size deliveries, however many endpoints an event goes to */
 			int			events = Max(webhook_batch_size / Max(live_endpoints(), 1), 1);
 
 			v[0] = Int32GetDatum(events);
+			v[1] = int8_array(room);
 			if (SPI_execute_plan(plan_fanout, v, NULL, false, 0) != SPI_OK_INSERT_RETURNING)
 				elog(ERROR, "could not fan out queued events");
 			if (SPI_processed > 0)
 			{
-				collect_jobs(claimed, &queue_rows);
+				int			held = collect_jobs(claimed, &queue_rows);
+
 				queue_hint = queue_rows >= events;
+				/* deliveries for endpoints without room wait in the table */
+				if ((uint64) held < SPI_processed)
+					retry_hint = due_stale = true;
 			}
 			else
 			{
@@ -1245,16 +1305,20 @@ round_body(dlist_head *recording, dlist_head *claimed, dlist_head *handshakes,
 		next_purge = now + (SPI_processed >= PURGE_BATCH ? 0 : (int64) PURGE_INTERVAL_MS * 1000);
 	}
 
-	v[0] = int8_array(room);
-	v[1] = int8_array(handshakes_in_flight);
-	if (SPI_execute_plan(plan_next_due, v, NULL, false, 1) != SPI_OK_SELECT)
-		elog(ERROR, "could not read the next due time");
-	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-	next_due = isnull ? now + (int64) SAFETY_POLL_MS * 1000 : DatumGetTimestampTz(d);
+	if (due_stale)
+	{
+		v[0] = int8_array(room);
+		v[1] = int8_array(handshakes_in_flight);
+		if (SPI_execute_plan(plan_next_due, v, NULL, false, 1) != SPI_OK_SELECT)
+			elog(ERROR, "could not read the next due time");
+		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+		next_due = isnull ? now + (int64) SAFETY_POLL_MS * 1000 : DatumGetTimestampTz(d);
+		if (next_due <= now)
+			next_due = now + 50 * 1000;	/* due but locked or no room: look again soon */
+		due_stale = false;
+	}
 	if (more || next_purge <= now)
 		next_due = now;
-	else if (next_due <= now)
-		next_due = now + 50 * 1000;	/* due but locked by someone else: look again soon */
 	return true;
 }
 
@@ -1284,6 +1348,7 @@ do_round(bool *recovered)
 		pgstat_report_activity(STATE_RUNNING, "webhook worker round");
 		SetCurrentStatementStartTimestamp();
 		StartTransactionCommand();
+		allow_seqscans(false);
 		PushActiveSnapshot(GetTransactionSnapshot());
 		if (SPI_connect() != SPI_OK_CONNECT)
 			elog(ERROR, "SPI_connect failed");
@@ -1316,6 +1381,8 @@ do_round(bool *recovered)
 				nfinished++;
 		}
 		next_due = backoff_until = GetCurrentTimestamp() + (int64) ERROR_BACKOFF_MS * 1000;
+		endpoints_loaded = false;
+		retry_hint = due_stale = true;
 		/* plans may be stale (an ALTER or DROP EXTENSION); prepare them again */
 		plan_fanout = NULL;
 		pgstat_report_activity(STATE_IDLE, NULL);
@@ -1332,6 +1399,7 @@ do_round(bool *recovered)
 	{
 		/* no extension (yet, or any more): nothing to record or claim */
 		*recovered = false;
+		endpoints_loaded = false;
 		plan_fanout = NULL;
 		next_due = GetCurrentTimestamp() + (int64) SAFETY_POLL_MS * 1000;
 	}
@@ -1401,6 +1469,8 @@ WebhookWorkerMain(Datum main_arg)
 {
 	bool		recovered = false;
 	bool		woken = true;
+	bool		want_round;
+	TimestampTz last_round = 0;
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, die);
@@ -1412,6 +1482,8 @@ WebhookWorkerMain(Datum main_arg)
 	/* Event times in UTC whatever the server's zone; progress marks commit asynchronously. */
 	SetConfigOption("TimeZone", "UTC", PGC_SUSET, PGC_S_OVERRIDE);
 	SetConfigOption("synchronous_commit", "off", PGC_SUSET, PGC_S_OVERRIDE);
+	/* its statements touch a batch of rows each: compiling them never pays */
+	SetConfigOption("jit", "off", PGC_SUSET, PGC_S_OVERRIDE);
 
 	/*
 	 * Every round allocates and frees blocks of a megabyte or more (SPI
@@ -1466,25 +1538,34 @@ WebhookWorkerMain(Datum main_arg)
 		 * when it pays: when work runs short and more may be waiting, when
 		 * enough results wait to be recorded (or the oldest has waited
 		 * RECORD_DELAY_MS, or nothing else is in flight), or when a retry,
-		 * handshake or purge is due. Under load one round records and claims
-		 * hundreds of deliveries; when idle, a wake-up is served at once.
+		 * handshake or purge is due. And at most every ROUND_GAP_MS: under
+		 * a stream of one-row commits, each would otherwise wake a round of
+		 * its own. Under load one round records and claims hundreds of
+		 * deliveries; after a quiet spell, a wake-up is served at once.
 		 */
 		now = GetCurrentTimestamp();
 		if (woken)
 			queue_hint = true;
 		woken = false;
-		if (now >= backoff_until &&
+		want_round = now >= backoff_until &&
 			((queue_hint && want_events()) ||
 			 now >= next_due ||
 			 (nfinished > 0 &&
 			  (nfinished >= RECORD_BATCH || WebhookHttpInFlight() == 0 ||
-			   now >= first_finished_at + RECORD_DELAY_MS * 1000))))
+			   now >= first_finished_at + RECORD_DELAY_MS * 1000)));
+		if (want_round && now >= last_round + ROUND_GAP_MS * 1000)
+		{
+			last_round = now;
 			do_round(&recovered);
+			want_round = false;
+		}
 
 		start_ready_jobs();
 
 		now = GetCurrentTimestamp();
-		if (now < backoff_until)
+		if (want_round)
+			timeout = (long) Max((last_round + ROUND_GAP_MS * 1000 - now + 999) / 1000, 0);
+		else if (now < backoff_until)
 			timeout = (long) ((backoff_until - now + 999) / 1000);
 		else if (next_due <= now ||
 				 (nfinished > 0 && WebhookHttpInFlight() == 0))

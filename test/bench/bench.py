@@ -398,18 +398,22 @@ def p_trigger():
     secs = SIZES["pgbench_seconds"]
     phase(f"2. trigger cost: pgbench, one-row INSERTs, 4 clients, {secs} s per run: untracked, tracked, and "
           f"(to tell the trigger from the worker) tracked with the worker stopped, in turn x {REPEAT}")
-    plain, tracked, stopped, drain = [], [], [], []
+    plain, tracked, stopped, drain, cpus = [], [], [], [], []
     for i in range(REPEAT):
         checkpoint()
         tps, _ = pgbench("message_plain", 4, seconds=secs)
         plain.append(tps)
         checkpoint()
         ARR.skip()
+        pid = worker_pid()
+        cpu0 = cpu_seconds(pid)
         tps, n = pgbench("message", 4, seconds=secs)
         tracked.append(tps)
         t_end = time.time()
         _, last, _ = wait_deliveries(n)
         drain.append(max(0.0, last - t_end))
+        wait_worker_idle()
+        cpus.append((cpu_seconds(pid) - cpu0) * 1e6 / n)
         checkpoint()
         ARR.skip()
         pid = worker_pid()
@@ -421,10 +425,11 @@ def p_trigger():
             continue_worker(pid)
         wait_deliveries(n2)
         log(f"run {i + 1}: untracked {plain[-1]:,.0f} tps, tracked {tracked[-1]:,.0f} tps (the last of its {n:,} "
-            f"deliveries arrived {drain[-1]:.2f} s after pgbench ended), tracked with the worker stopped {tps:,.0f} tps")
+            f"deliveries arrived {drain[-1]:.2f} s after pgbench ended; worker CPU {cpus[-1]:.0f} us per delivery), "
+            f"tracked with the worker stopped {tps:,.0f} tps")
     R["insert_tps_untracked"] = {"value": median(plain), "unit": "tps", "samples": plain}
     R["insert_tps_tracked"] = {"value": median(tracked), "unit": "tps", "samples": tracked,
-                               "delivery_lag_after_end_s": drain}
+                               "delivery_lag_after_end_s": drain, "worker_cpu_us_per_delivery": cpus}
     R["insert_tps_ratio"] = {"value": median(tracked) / median(plain), "unit": "ratio"}
     R["insert_tps_tracked_worker_stopped"] = {"value": median(stopped), "unit": "tps", "samples": stopped}
 

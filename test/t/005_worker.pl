@@ -77,6 +77,18 @@ my $x1 = $xacts->();
 # our own two queries count as two transactions each
 cmp_ok($x1 - $x0, '<=', 4, 'no worker transactions while idle (3s)');
 
+# The worker keeps endpoints in memory; a change made by hand, not through
+# the API, reaches it all the same (a trigger on webhook.endpoint tells it).
+$node->safe_psql('postgres',
+	"UPDATE webhook.endpoint SET url = '" . $recv->url('/moved') . "' WHERE id = $healthy");
+$node->safe_psql('postgres', "SELECT webhook.emit('tick', '{\"moved\": true}')");
+ok($recv->wait_for_deliveries(1, '/moved'), 'a url changed by hand is used for the next event');
+my $marker = create_endpoint($node, $recv->url('/marker'), events => "'{tick}'");
+$node->safe_psql('postgres', "UPDATE webhook.endpoint SET state = 'disabled' WHERE id = $healthy");
+$node->safe_psql('postgres', "SELECT webhook.emit('tick', '{\"disabled\": true}')");
+ok($recv->wait_for_deliveries(1, '/marker'), 'the next event reached another endpoint');
+is(scalar($recv->deliveries('/moved')), 1, 'but not the endpoint disabled by hand');
+
 # DROP EXTENSION does not block on the worker, and CREATE brings it back to work.
 $node->safe_psql('postgres', 'DROP EXTENSION webhook CASCADE');
 $node->safe_psql('postgres', 'CREATE EXTENSION webhook');
