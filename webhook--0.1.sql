@@ -138,7 +138,8 @@ CREATE FUNCTION webhook._table_name(rel regclass) RETURNS text
 CREATE FUNCTION webhook._schema_name(rel regclass) RETURNS text
     LANGUAGE c STRICT STABLE PARALLEL SAFE AS 'MODULE_PATHNAME', 'webhook_schema_name';
 
-CREATE FUNCTION webhook._wake() RETURNS void
+-- Wake the worker at commit; recheck: a delivery was made due (redeliver).
+CREATE FUNCTION webhook._wake(recheck boolean = false) RETURNS void
     LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'webhook_wake';
 
 -- The worker keeps the verified endpoints in memory; these tell it, at
@@ -723,7 +724,7 @@ BEGIN
     INSERT INTO webhook.delivery (endpoint_id, event_id, event)
     VALUES (d.endpoint_id, d.event_id, d.event)
     RETURNING id INTO new_id;
-    PERFORM webhook._wake();
+    PERFORM webhook._wake(recheck => true);
     RETURN new_id;
 END
 $$;

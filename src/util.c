@@ -193,7 +193,11 @@ webhook_strip(PG_FUNCTION_ARGS)
 Datum
 webhook_wake(PG_FUNCTION_ARGS)
 {
-	WebhookWakeAtCommit();
+	/* recheck: a delivery was made due, not only events queued */
+	if (!PG_ARGISNULL(0) && PG_GETARG_BOOL(0))
+		WebhookChangedAtCommit();
+	else
+		WebhookWakeAtCommit();
 	PG_RETURN_VOID();
 }
 

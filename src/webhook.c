@@ -35,8 +35,11 @@ static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 /* Set when this transaction queued events; read at commit. */
 static bool wake_pending = false;
 
-/* Set when this transaction changed webhook.endpoint; read at commit. */
-static bool endpoints_pending = false;
+/*
+ * Set when this transaction changed webhook.endpoint, or made a delivery due
+ * (redeliver); read at commit.
+ */
+static bool changes_pending = false;
 
 static void webhook_shmem_request(void);
 static void webhook_shmem_startup(void);
@@ -86,7 +89,7 @@ webhook_shmem_startup(void)
 		SpinLockInit(&webhook_shared->mutex);
 		webhook_shared->latch = NULL;
 		webhook_shared->database = InvalidOid;
-		webhook_shared->endpoints_changed = 0;
+		webhook_shared->changes = 0;
 	}
 	LWLockRelease(AddinShmemInitLock);
 }
@@ -111,18 +114,28 @@ Datum
 webhook_endpoint_changed(PG_FUNCTION_ARGS)
 {
 	/* RETURNS trigger: PostgreSQL itself refuses any other call */
-	endpoints_pending = true;
+	WebhookChangedAtCommit();
 	return PointerGetDatum(NULL);
 }
 
-/* How many commits have changed webhook.endpoint since the server started. */
+/*
+ * Tell the worker, at commit, that what it keeps in memory may be stale:
+ * the endpoints, or the earliest due delivery.
+ */
+void
+WebhookChangedAtCommit(void)
+{
+	changes_pending = wake_pending = true;
+}
+
+/* How many commits have called WebhookChangedAtCommit since the server started. */
 uint64
-WebhookEndpointsChanged(void)
+WebhookChanges(void)
 {
 	uint64		n;
 
 	SpinLockAcquire(&webhook_shared->mutex);
-	n = webhook_shared->endpoints_changed;
+	n = webhook_shared->changes;
 	SpinLockRelease(&webhook_shared->mutex);
 	return n;
 }
@@ -142,24 +155,29 @@ webhook_xact_callback(XactEvent event, void *arg)
 	{
 		case XACT_EVENT_COMMIT:
 		case XACT_EVENT_PARALLEL_COMMIT:
-			if (!wake_pending && !endpoints_pending)
+			if (!wake_pending && !changes_pending)
 				return;
 			if (webhook_shared != NULL)
 			{
 				SpinLockAcquire(&webhook_shared->mutex);
-				if (endpoints_pending)
-					webhook_shared->endpoints_changed++;
+				if (changes_pending)
+					webhook_shared->changes++;
 				if (webhook_shared->database == MyDatabaseId)
 					latch = webhook_shared->latch;
 				SpinLockRelease(&webhook_shared->mutex);
 			}
-			wake_pending = endpoints_pending = false;
+			wake_pending = changes_pending = false;
 			if (latch)
 				SetLatch(latch);
 			break;
+		case XACT_EVENT_PREPARE:
+			/*
+			 * Visible only at COMMIT PREPARED, which runs no callback of
+			 * ours: the worker's periodic full check picks it up.
+			 */
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PARALLEL_ABORT:
-			wake_pending = endpoints_pending = false;
+			wake_pending = changes_pending = false;
 			break;
 		default:
 			break;

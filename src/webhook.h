@@ -23,14 +23,16 @@ typedef struct WebhookShared
 	slock_t		mutex;
 	Latch	   *latch;			/* the worker's latch, NULL when not running */
 	Oid			database;		/* the database the worker serves */
-	uint64		endpoints_changed;	/* bumped by every commit that changed webhook.endpoint */
+	uint64		changes;		/* bumped by every commit that changed endpoints,
+								 * or made deliveries due by hand */
 } WebhookShared;
 
 extern WebhookShared *webhook_shared;
 
 /* webhook.c */
 extern void WebhookWakeAtCommit(void);
-extern uint64 WebhookEndpointsChanged(void);
+extern void WebhookChangedAtCommit(void);
+extern uint64 WebhookChanges(void);
 
 /* worker.c */
 extern void WebhookRegisterWorker(void);

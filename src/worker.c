@@ -127,8 +127,10 @@ static List *pending_release = NIL;	/* delivery ids to hand back to the table */
 static bool queue_hint = true;	/* the queue may have rows */
 static bool retry_hint = true;	/* deliveries may wait in the table, due now */
 static bool due_stale = true;	/* next_due must be read again */
+static bool due_partial = false;	/* next_due was read without some endpoints */
 static bool endpoints_loaded = false;
-static uint64 endpoints_seen;	/* WebhookEndpointsChanged() at the last reload */
+static uint64 changes_seen;		/* WebhookChanges() at the last reload */
+static TimestampTz next_full_check = 0;	/* reload and look at everything */
 static TimestampTz next_due = 0;	/* earliest retry or handshake due */
 static TimestampTz next_purge = 0;
 static TimestampTz backoff_until = 0;	/* no rounds before this, after an error */
@@ -1222,23 +1224,30 @@ round_body(dlist_head *recording, dlist_head *claimed, dlist_head *handshakes,
 
 	/*
 	 * Rounds under load skip what cannot have changed: the endpoints are
-	 * reloaded when a commit changed them, handshakes and retries are looked
-	 * for when due or when this worker made some, and next_due is read
-	 * again only then.
+	 * reloaded when a commit changed them (or a delivery was made due by
+	 * redeliver), handshakes and retries are looked for when due or when
+	 * this worker made some, and next_due is read again only then. Every
+	 * SAFETY_POLL_MS a round looks at everything, for what no signal
+	 * reports: rows changed by hand, prepared transactions, triggers off.
 	 */
 	now = GetCurrentTimestamp();
+	if (now >= next_full_check)
 	{
-		uint64		changed = WebhookEndpointsChanged();
+		endpoints_loaded = false;
+		next_full_check = now + (int64) SAFETY_POLL_MS * 1000;
+	}
+	{
+		uint64		changes = WebhookChanges();
 
-		if (!endpoints_loaded || changed != endpoints_seen)
+		if (!endpoints_loaded || changes != changes_seen)
 		{
 			reload_endpoints();
-			endpoints_seen = changed;
+			changes_seen = changes;
 			endpoints_loaded = true;
 			retry_hint = due_stale = true;
 		}
 	}
-	if (now >= next_due)
+	if (now >= next_due || due_partial)
 		retry_hint = due_stale = true;
 	if (pending_release)
 	{
@@ -1312,9 +1321,11 @@ round_body(dlist_head *recording, dlist_head *claimed, dlist_head *handshakes,
 		if (SPI_execute_plan(plan_next_due, v, NULL, false, 1) != SPI_OK_SELECT)
 			elog(ERROR, "could not read the next due time");
 		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-		next_due = isnull ? now + (int64) SAFETY_POLL_MS * 1000 : DatumGetTimestampTz(d);
+		next_due = isnull ? next_full_check : Min(DatumGetTimestampTz(d), next_full_check);
 		if (next_due <= now)
 			next_due = now + 50 * 1000;	/* due but locked or no room: look again soon */
+		/* an endpoint without room now may have due deliveries when it has room */
+		due_partial = list_length(room) < live_endpoints();
 		due_stale = false;
 	}
 	if (more || next_purge <= now)
@@ -1484,6 +1495,8 @@ WebhookWorkerMain(Datum main_arg)
 	SetConfigOption("synchronous_commit", "off", PGC_SUSET, PGC_S_OVERRIDE);
 	/* its statements touch a batch of rows each: compiling them never pays */
 	SetConfigOption("jit", "off", PGC_SUSET, PGC_S_OVERRIDE);
+	/* each statement must see what committed before it: claims, reloads */
+	SetConfigOption("default_transaction_isolation", "read committed", PGC_SUSET, PGC_S_OVERRIDE);
 
 	/*
 	 * Every round allocates and frees blocks of a megabyte or more (SPI

@@ -101,12 +101,41 @@ my $failed = $node->safe_psql('postgres',
 my $wid = ($recv->deliveries('/broken'))[0]{headers}{'webhook-id'};
 my $same = sub { scalar(grep { $_->{headers}{'webhook-id'} eq $wid } $recv->deliveries('/broken')) };
 my $n = $same->();
+# A retry due in an hour: the worker's next due time is far off, and the
+# redelivery must not wait for it (nor for its periodic full check, 10 s).
+$node->safe_psql('postgres',
+	"INSERT INTO webhook.delivery (endpoint_id, event_id, event, next_attempt_at)
+	 SELECT endpoint_id, event_id, event, now() + interval '1 hour' FROM webhook.delivery WHERE id = $failed");
+$node->safe_psql('postgres', "UPDATE webhook.endpoint SET updated_at = now() WHERE id = $ep{broken}");
+ok(wait_until(sub {
+	$node->safe_psql('postgres',
+		"SELECT count(*) FROM webhook.delivery WHERE status = 'pending' AND next_attempt_at < now() + interval '30 minutes'") == 0 }),
+	'no other retry pending');
+# Events delivered and recorded after that tell us the worker has seen it
+# (the first success also clears failing_since, itself an endpoint change).
+for my $i (1, 2)
+{
+	my $ev = $node->safe_psql('postgres', "SELECT webhook.emit('t_broken', '{\"seen\": $i}')");
+	ok(wait_until(sub {
+		$node->safe_psql('postgres', "SELECT status FROM webhook.delivery WHERE event_id = $ev") eq 'delivered' }),
+		"event $i delivered and recorded");
+}
+$n = $same->();
 my $new = $node->safe_psql('postgres', "SELECT webhook.redeliver($failed)");
 isnt($new, $failed, 'redeliver makes a new delivery');
-ok(wait_until(sub { $same->() > $n }), 'redelivered with the same webhook-id');
+ok(wait_until(sub { $same->() > $n }, 3), 'redelivered at once, with the same webhook-id');
 ok(wait_until(sub {
 	$node->safe_psql('postgres', "SELECT status FROM webhook.delivery WHERE id = $new") eq 'delivered' }),
 	'and recorded as delivered');
+
+# A delivery made due by hand, with no signal to the worker, is found by its
+# periodic full check.
+$node->safe_psql('postgres',
+	"UPDATE webhook.delivery SET status = 'pending', next_attempt_at = now() WHERE id = $failed");
+ok(wait_until(sub {
+	$node->safe_psql('postgres', "SELECT status FROM webhook.delivery WHERE id = $failed") eq 'delivered' }, 30),
+	'a delivery made pending by hand is sent');
+$node->safe_psql('postgres', "DELETE FROM webhook.delivery WHERE status = 'pending' AND next_attempt_at > now() + interval '30 minutes'");
 
 # webhook.blocked_networks refuses loopback after a reload.
 $node->append_conf('postgresql.conf', "webhook.blocked_networks = '10.0.0.0/8, 127.0.0.0/8'");
