@@ -139,6 +139,7 @@ write_cb(char *data, size_t size, size_t nmemb, void *userp)
 	return n;
 }
 
+/* Collect the header lines of the last response (not of 1xx interim ones). */
 static size_t
 header_cb(char *data, size_t size, size_t nmemb, void *userp)
 {
@@ -154,6 +155,7 @@ header_cb(char *data, size_t size, size_t nmemb, void *userp)
 	return n;
 }
 
+/* Refuse connections to webhook.blocked_networks, checked after resolution. */
 static curl_socket_t
 opensocket_cb(void *clientp, curlsocktype purpose, struct curl_sockaddr *address)
 {
