@@ -719,6 +719,9 @@ def table():
     figs.append(row("2. 1-row INSERT, tracked", val("insert_tps_tracked"), "tps"))
     r = val("insert_tps_ratio")
     figs.append(row("2. tracked / untracked TPS", r, "ratio", ">= 0.85", r is not None and r >= 0.85))
+    cpus = R.get("insert_tps_tracked", {}).get("worker_cpu_us_per_delivery")
+    if cpus:
+        figs.append(row("   worker CPU per delivery, keeping up", median(cpus), "us"))
     v = val("insert_tps_tracked_worker_stopped")
     if v is not None and val("insert_tps_untracked"):
         figs.append(row("   tracked, worker stopped (trigger alone)", v, "tps"))
