@@ -135,6 +135,7 @@ static TimestampTz next_due = 0;	/* earliest retry or handshake due */
 static TimestampTz next_purge = 0;
 static TimestampTz backoff_until = 0;	/* no rounds before this, after an error */
 
+static bool plans_ready = false;	/* prepared since the last failed round */
 static SPIPlanPtr plan_fanout;
 static SPIPlanPtr plan_queued;
 static SPIPlanPtr plan_retry;
@@ -313,18 +314,29 @@ clear_shared_latch(int code, Datum arg)
 	SpinLockRelease(&webhook_shared->mutex);
 }
 
-static SPIPlanPtr
-prepare(const char *sql, int nargs, Oid *types)
+/*
+ * Prepare one of the worker's statements into *slot, freeing the plan it held
+ * (plans are prepared again after a failed round: kept plans are not freed by
+ * the rollback).
+ */
+static void
+prepare(SPIPlanPtr *slot, const char *sql, int nargs, Oid *types)
 {
-	SPIPlanPtr	plan = SPI_prepare(sql, nargs, types);
+	SPIPlanPtr	plan;
 
+	if (*slot)
+	{
+		SPI_freeplan(*slot);
+		*slot = NULL;
+	}
+	plan = SPI_prepare(sql, nargs, types);
 	if (plan == NULL)
 		elog(ERROR, "could not prepare worker statement: %s", SPI_result_code_string(SPI_result));
 	SPI_keepplan(plan);
-	return plan;
+	*slot = plan;
 }
 
-/* Prepare the worker's statements; once, inside its first round. */
+/* Prepare the worker's statements: in its first round, and again after a failed one. */
 static void
 prepare_plans(void)
 {
@@ -337,21 +349,22 @@ prepare_plans(void)
 	Oid			t_hs[] = {INT8OID, TEXTOID, TEXTOID, TEXTOID, INT4OID, TEXTOID, TEXTOID, INT8OID};
 	Oid			t_purge[] = {INT4OID, INT4OID};
 
-	if (plan_fanout)
+	if (plans_ready)
 		return;
-	plan_fanout = prepare(sql_fanout, 2, t_fanout);
-	plan_retry = prepare(sql_retry, 2, t_fanout);
-	plan_record = prepare(sql_record, 8, t_record);
-	plan_handshakes = prepare(sql_handshakes, 1, t_ids);
-	plan_handshake_result = prepare(sql_handshake_result, 8, t_hs);
-	plan_release = prepare(sql_release, 1, t_ids);
-	plan_endpoints = prepare(sql_endpoints, 0, NULL);
-	plan_endpoint_ok = prepare(sql_endpoint_ok, 1, t_ids);
-	plan_endpoint_fail = prepare(sql_endpoint_fail, 2, t_fail);
-	plan_endpoint_gone = prepare(sql_endpoint_gone, 1, t_ids);
-	plan_next_due = prepare(sql_next_due, 2, t_due);
-	plan_purge = prepare(sql_purge, 2, t_purge);
-	plan_queued = prepare(sql_queued, 0, NULL);
+	prepare(&plan_fanout, sql_fanout, 2, t_fanout);
+	prepare(&plan_retry, sql_retry, 2, t_fanout);
+	prepare(&plan_record, sql_record, 8, t_record);
+	prepare(&plan_handshakes, sql_handshakes, 1, t_ids);
+	prepare(&plan_handshake_result, sql_handshake_result, 8, t_hs);
+	prepare(&plan_release, sql_release, 1, t_ids);
+	prepare(&plan_endpoints, sql_endpoints, 0, NULL);
+	prepare(&plan_endpoint_ok, sql_endpoint_ok, 1, t_ids);
+	prepare(&plan_endpoint_fail, sql_endpoint_fail, 2, t_fail);
+	prepare(&plan_endpoint_gone, sql_endpoint_gone, 1, t_ids);
+	prepare(&plan_next_due, sql_next_due, 2, t_due);
+	prepare(&plan_purge, sql_purge, 2, t_purge);
+	prepare(&plan_queued, sql_queued, 0, NULL);
+	plans_ready = true;
 }
 
 static Datum
@@ -1395,7 +1408,7 @@ do_round(bool *recovered)
 		endpoints_loaded = false;
 		retry_hint = due_stale = true;
 		/* plans may be stale (an ALTER or DROP EXTENSION); prepare them again */
-		plan_fanout = NULL;
+		plans_ready = false;
 		pgstat_report_activity(STATE_IDLE, NULL);
 		MemoryContextSwitchTo(old);
 		MemoryContextReset(round_ctx);
@@ -1411,7 +1424,7 @@ do_round(bool *recovered)
 		/* no extension (yet, or any more): nothing to record or claim */
 		*recovered = false;
 		endpoints_loaded = false;
-		plan_fanout = NULL;
+		plans_ready = false;
 		next_due = GetCurrentTimestamp() + (int64) SAFETY_POLL_MS * 1000;
 	}
 	else
