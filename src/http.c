@@ -42,6 +42,7 @@
 static CURLM *multi = NULL;
 static int	epoll_fd = -1;
 static WaitEventSet *wait_set = NULL;
+#define LATCH_POS 0				/* the latch's place in wait_set */
 static int	in_flight = 0;
 
 /* When curl wants its timeout action, in ms from a monotonic clock; -1 none. */
@@ -220,7 +221,8 @@ WebhookHttpInit(void)
 	WebhookHttpConfigure();
 
 	wait_set = CreateWaitEventSet(TopMemoryContext, 3);
-	AddWaitEventToSet(wait_set, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
+	if (AddWaitEventToSet(wait_set, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL) != LATCH_POS)
+		elog(ERROR, "unexpected wait event position");
 	AddWaitEventToSet(wait_set, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
 	AddWaitEventToSet(wait_set, WL_SOCKET_READABLE, epoll_fd, NULL, NULL);
 }
@@ -422,15 +424,23 @@ collect_done(dlist_head *done)
  * most timeout_ms (-1: no limit), then let curl do its work and move the
  * finished requests to *done. Returns the WL_* events seen (WL_LATCH_SET
  * tells the caller the latch was set; it is reset here).
+ *
+ * Without wake_on_latch the latch does not end the wait (the caller waits a
+ * short while for a round it will run anyway): a committing backend's
+ * SetLatch then only marks it, without a signal, and the mark is reported
+ * when the wait ends.
  */
 int
-WebhookHttpWait(long timeout_ms, dlist_head *done)
+WebhookHttpWait(long timeout_ms, dlist_head *done, bool wake_on_latch)
 {
 	WaitEvent	event;
 	int			nevents;
 	int			seen = 0;
 	int			running;
 	int64		now = now_ms();
+
+	if (!wake_on_latch)
+		ModifyWaitEvent(wait_set, LATCH_POS, WL_LATCH_SET, NULL);
 
 	if (timer_deadline >= 0)
 	{
@@ -443,6 +453,12 @@ WebhookHttpWait(long timeout_ms, dlist_head *done)
 	nevents = WaitEventSetWait(wait_set, timeout_ms, &event, 1, PG_WAIT_EXTENSION);
 	if (nevents > 0)
 		seen = event.events;
+	if (!wake_on_latch)
+	{
+		ModifyWaitEvent(wait_set, LATCH_POS, WL_LATCH_SET, MyLatch);
+		if (MyLatch->is_set)
+			seen |= WL_LATCH_SET;
+	}
 	if (seen & WL_LATCH_SET)
 		ResetLatch(MyLatch);
 

@@ -51,7 +51,7 @@ extern void WebhookHttpConfigure(void);
 extern void WebhookHttpStart(WebhookRequest *req);
 extern void WebhookHttpPerform(WebhookRequest *req);
 extern int	WebhookHttpInFlight(void);
-extern int	WebhookHttpWait(long timeout_ms, dlist_head *done);
+extern int	WebhookHttpWait(long timeout_ms, dlist_head *done, bool wake_on_latch);
 extern void WebhookHttpRelease(WebhookRequest *req);
 extern const char *WebhookHttpError(WebhookRequest *req);
 
