@@ -407,7 +407,10 @@ def p_trigger():
         ARR.skip()
         pid = worker_pid()
         cpu0 = cpu_seconds(pid)
+        prof = start_perf(pid, "worker-trigger") if i == 0 and ENV.get("BENCH_PERF") == "trigger" else None
         tps, n = pgbench("message", 4, seconds=secs)
+        if prof:
+            finish_perf(prof, "worker-trigger")
         tracked.append(tps)
         t_end = time.time()
         _, last, _ = wait_deliveries(n)
@@ -531,6 +534,23 @@ def p_latency():
     log(f"p50 {pct(50):.1f} ms, p90 {pct(90):.1f} ms, p99 {pct(99):.1f} ms, max {lat[-1]:.1f} ms")
 
 
+def start_perf(pid, name):
+    """Record a perf profile of one process into out/NAME.perf.data."""
+    prof = subprocess.Popen(["perf", "record", "-g", "-o", os.path.join(BENCH, "out", f"{name}.perf.data"),
+                             "-p", str(pid)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(0.5)
+    return prof
+
+
+def finish_perf(prof, name):
+    """Stop a recording and write its flat report to out/NAME-perf.txt."""
+    prof.send_signal(signal.SIGINT)
+    prof.wait()
+    with open(os.path.join(BENCH, "out", f"{name}-perf.txt"), "w") as f:
+        subprocess.run(["perf", "report", "-i", os.path.join(BENCH, "out", f"{name}.perf.data"), "--stdio",
+                        "--no-children", "-g", "none", "--sort", "dso,sym"], stdout=f, stderr=subprocess.DEVNULL)
+
+
 def backlog(n, perf=False, timeout=None, fill="bulk"):
     """n events queued while the worker is stopped (in INSERTs of up to
     100,000 rows, or by pgbench in one-row transactions); deliveries/s once
@@ -553,22 +573,14 @@ def backlog(n, perf=False, timeout=None, fill="bulk"):
         before = proc_status(pid)
         sampler = RssSampler(pid)
         sampler.start()
-        prof = None
-        if perf:
-            prof = subprocess.Popen(["perf", "record", "-g", "-o", os.path.join(BENCH, "out", "worker.perf.data"),
-                                     "-p", str(pid)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            time.sleep(0.5)
+        prof = start_perf(pid, "worker") if perf else None
         t0 = time.time()
         cpu0 = cpu_seconds(pid)
     finally:
         continue_worker(pid)
     count, last = wait_deliveries(n, timeout=timeout, partial=True)
     if prof:
-        prof.send_signal(signal.SIGINT)
-        prof.wait()
-        with open(os.path.join(BENCH, "out", "worker-perf.txt"), "w") as f:
-            subprocess.run(["perf", "report", "-i", os.path.join(BENCH, "out", "worker.perf.data"), "--stdio",
-                            "--no-children", "-g", "none", "--sort", "dso,sym"], stdout=f, stderr=subprocess.DEVNULL)
+        finish_perf(prof, "worker")
     wait_worker_idle()
     cpu = cpu_seconds(pid) - cpu0
     time.sleep(1.0)
