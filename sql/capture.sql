@@ -316,6 +316,28 @@ SELECT webhook.untrack('chat.notice');
 DROP FUNCTION public.capture_note(text);
 
 --
+-- The capture statements see pg_catalog alone, whatever the session's
+-- search_path: a function that would shadow one they call is not called,
+-- even by a session whose first capture prepares them with it on its path.
+--
+CREATE SCHEMA shadow;
+CREATE FUNCTION shadow.to_jsonb(anyelement) RETURNS jsonb LANGUAGE sql
+    AS $$SELECT '{"shadowed": true}'::jsonb$$;
+CREATE TABLE chat.pathcheck (id int PRIMARY KEY, note text);
+SELECT webhook.track('chat.pathcheck', 'row');
+\c
+SET search_path = shadow, pg_catalog, public;
+SELECT to_jsonb(1) AS "a shadowing to_jsonb";
+INSERT INTO chat.pathcheck VALUES (1, 'as is');
+UPDATE chat.pathcheck SET note = 'changed';
+RESET search_path;
+SELECT op, record, old_record FROM webhook.queue ORDER BY id;
+DELETE FROM webhook.queue;
+SELECT webhook.untrack('chat.pathcheck');
+DROP TABLE chat.pathcheck;
+DROP SCHEMA shadow CASCADE;
+
+--
 -- DROP TABLE of a tracked child: its tracking goes, the message table's
 -- capture keeps working without it.
 --
