@@ -20,16 +20,7 @@ cleanup() {
 trap cleanup EXIT
 
 echo "== starting a throwaway cluster on port $pg_port and a receiver on port $recv_port"
-"${as_pg[@]}" "$PG_BIN/initdb" -D "$dir/data" -A trust -U postgres >/dev/null
-cat >> "$dir/data/postgresql.conf" <<CONF
-port = $pg_port
-listen_addresses = ''
-unix_socket_directories = '$dir'
-shared_preload_libraries = 'webhook'
-webhook.database_name = 'postgres'
-timezone = 'UTC'
-CONF
-"${as_pg[@]}" "$PG_BIN/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w start >/dev/null
+start_cluster "$dir" "$pg_port" </dev/null
 echo '{}' > "$dir/script.json"
 python3 "$src/test/receiver.py" --port "$recv_port" \
     --log "$dir/requests.log" --script "$dir/script.json" &

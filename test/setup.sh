@@ -1,6 +1,7 @@
 #!/bin/bash
 # Install what webhook needs on Debian (when missing), then build and install
-# the extension into PostgreSQL 15. Sourced by test/run.sh and demo/demo.sh.
+# the extension into PostgreSQL 15. Sourced by test/run.sh, demo/demo.sh and
+# test/bench/run.sh.
 set -euo pipefail
 
 src=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -27,3 +28,23 @@ if [ "$(id -u)" = 0 ]; then
 else
     as_pg=()
 fi
+
+# Start a throwaway cluster in DIR/data (log DIR/server.log), listening only on
+# a Unix socket in DIR at PORT, with webhook preloaded for database postgres.
+# Further postgresql.conf lines come on stdin (none: </dev/null).
+start_cluster() {
+    local dir=$1 port=$2 preload=${3:-webhook}
+    "${as_pg[@]}" "$PG_BIN/initdb" -D "$dir/data" -A trust -U postgres >/dev/null
+    {
+        cat <<CONF
+port = $port
+listen_addresses = ''
+unix_socket_directories = '$dir'
+shared_preload_libraries = '$preload'
+webhook.database_name = 'postgres'
+timezone = 'UTC'
+CONF
+        cat
+    } >> "$dir/data/postgresql.conf"
+    "${as_pg[@]}" "$PG_BIN/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w start >/dev/null
+}

@@ -67,15 +67,8 @@ preload=webhook
 [ "${BENCH_STATEMENTS:-0}" = 1 ] && preload=webhook,pg_stat_statements
 
 echo "== starting a throwaway cluster on port $pg_port and nginx on port $recv_port"
-"${as_pg[@]}" "$PG_BIN/initdb" -D "$dir/data" -A trust -U postgres >/dev/null
 # The settings are printed and recorded by bench.py (it reads them back).
-cat >> "$dir/data/postgresql.conf" <<CONF
-port = $pg_port
-listen_addresses = ''
-unix_socket_directories = '$dir'
-shared_preload_libraries = '$preload'
-webhook.database_name = 'postgres'
-timezone = 'UTC'
+start_cluster "$dir" "$pg_port" "$preload" <<CONF
 shared_buffers = 512MB
 max_wal_size = 16GB
 min_wal_size = 1GB
@@ -86,7 +79,6 @@ log_autovacuum_min_duration = 1s
 pg_stat_statements.track = all
 ${BENCH_CONF:-}
 CONF
-"${as_pg[@]}" "$PG_BIN/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w start >/dev/null
 
 sed -e "s|@DIR@|$dir/nginx|g" -e "s|@PORT@|$recv_port|g" \
     "$bench/nginx.conf.in" > "$dir/nginx/nginx.conf"
