@@ -153,9 +153,8 @@ CREATE TRIGGER endpoint_truncated AFTER TRUNCATE ON webhook.endpoint
     FOR EACH STATEMENT EXECUTE FUNCTION webhook._endpoint_changed();
 
 -- Runs as the extension's owner: application roles need no rights on webhook.*.
--- Its statements run with pg_catalog alone on the search path (set in C: see capture.c).
 CREATE FUNCTION webhook._capture() RETURNS trigger
-    LANGUAGE c SECURITY DEFINER
+    LANGUAGE c SECURITY DEFINER SET search_path = pg_catalog, pg_temp
     AS 'MODULE_PATHNAME', 'webhook_capture';
 
 -- The event a queue row becomes, as deliveries hold it and formats read it.

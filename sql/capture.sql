@@ -319,22 +319,28 @@ DROP FUNCTION public.capture_note(text);
 -- The capture statements see pg_catalog alone, whatever the session's
 -- search_path: a function that would shadow one they call is not called,
 -- even by a session whose first capture prepares them with it on its path.
+-- A function called by a tracked expression keeps its own search_path.
 --
 CREATE SCHEMA shadow;
 CREATE FUNCTION shadow.to_jsonb(anyelement) RETURNS jsonb LANGUAGE sql
     AS $$SELECT '{"shadowed": true}'::jsonb$$;
-CREATE TABLE chat.pathcheck (id int PRIMARY KEY, note text);
-SELECT webhook.track('chat.pathcheck', 'row');
+CREATE TABLE shadow.rooms (id int PRIMARY KEY, name text);
+INSERT INTO shadow.rooms VALUES (1, 'lobby');
+CREATE FUNCTION public.room_name(room int) RETURNS text LANGUAGE sql STABLE
+    SET search_path = shadow AS 'SELECT name FROM rooms WHERE id = room';
+CREATE TABLE chat.pathcheck (id int PRIMARY KEY, room int, note text);
+SELECT webhook.track('chat.pathcheck', 'row', channel => 'public.room_name(room)');
 \c
 SET search_path = shadow, pg_catalog, public;
 SELECT to_jsonb(1) AS "a shadowing to_jsonb";
-INSERT INTO chat.pathcheck VALUES (1, 'as is');
+INSERT INTO chat.pathcheck VALUES (1, 1, 'as is');
 UPDATE chat.pathcheck SET note = 'changed';
 RESET search_path;
-SELECT op, record, old_record FROM webhook.queue ORDER BY id;
+SELECT op, channel, record, old_record FROM webhook.queue ORDER BY id;
 DELETE FROM webhook.queue;
 SELECT webhook.untrack('chat.pathcheck');
 DROP TABLE chat.pathcheck;
+DROP FUNCTION public.room_name(int);
 DROP SCHEMA shadow CASCADE;
 
 --

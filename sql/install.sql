@@ -22,8 +22,7 @@ SELECT p.proname
  ORDER BY 1;
 
 -- The capture trigger, the DDL event triggers and the explicit-event
--- functions run as the extension's owner, with a safe search_path (the
--- capture trigger sets its own in C, for speed: the capture test checks it).
+-- functions run as the extension's owner, with a safe search_path.
 SELECT p.oid::regprocedure, p.prosecdef, p.proconfig
   FROM pg_proc p
  WHERE p.pronamespace = 'webhook'::regnamespace AND p.prosecdef

@@ -13,18 +13,10 @@
  * recreate the triggers whenever they regenerate the SQL, so a trigger's OID
  * always names one version of it and the cache needs no invalidation.
  *
- * The trigger runs as the extension's owner (SECURITY DEFINER) with
- * pg_catalog alone on the search path, whatever the session's: pushed here
- * rather than set on the function, whose SET clause cost ~3 us a call, a
- * fifth of the trigger's cost on a one-row insert. The plan cache parses a
- * kept statement again when the path differs from the one it was prepared
- * with, so the same path must be pushed for every execution.
- *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
-#include "catalog/namespace.h"
 #include "commands/trigger.h"
 #include "executor/spi.h"
 #include "fmgr.h"
@@ -44,9 +36,6 @@ typedef struct CapturePlan
 } CapturePlan;
 
 static HTAB *capture_plans = NULL;
-
-/* pg_catalog, and nothing else: not even pg_temp */
-static OverrideSearchPath catalog_only = {NIL, true, false, 0};
 
 /* Find or prepare the capture plan of one trigger. */
 static CapturePlan *
@@ -168,8 +157,6 @@ webhook_capture(PG_FUNCTION_ARGS)
 	if (SPI_register_trigger_data(trigdata) != SPI_OK_TD_REGISTER)
 		elog(ERROR, "SPI_register_trigger_data failed");
 
-	/* popped by the (sub)transaction's abort if an error leaves early */
-	PushOverrideSearchPath(&catalog_only);
 	entry = capture_plan(trigdata->tg_trigger, trigdata->tg_event);
 	if (entry->plan != NULL)
 	{
@@ -179,7 +166,6 @@ webhook_capture(PG_FUNCTION_ARGS)
 		if (SPI_processed > 0)
 			WebhookWakeAtCommit();
 	}
-	PopOverrideSearchPath();
 	SPI_finish();
 	return PointerGetDatum(NULL);
 }
