@@ -125,6 +125,7 @@ static List *handshakes_in_flight = NIL;	/* endpoint ids */
 static List *pending_release = NIL;	/* delivery ids to hand back to the table */
 
 static bool queue_hint = true;	/* the queue may have rows */
+static bool round_claimed;		/* the last round ran a claim (fan-out or retries) */
 static bool retry_hint = true;	/* deliveries may wait in the table, due now */
 static bool due_stale = true;	/* next_due must be read again */
 static bool due_partial = false;	/* next_due was read without some endpoints */
@@ -1282,6 +1283,7 @@ round_body(dlist_head *recording, dlist_head *claimed, dlist_head *handshakes,
 
 			v[0] = Int32GetDatum(webhook_batch_size);
 			v[1] = int8_array(room);
+			round_claimed = true;
 			if (SPI_execute_plan(plan_retry, v, NULL, false, 0) != SPI_OK_SELECT)
 				elog(ERROR, "could not claim due deliveries");
 			n = collect_jobs(claimed, &queue_rows);
@@ -1297,6 +1299,7 @@ round_body(dlist_head *recording, dlist_head *claimed, dlist_head *handshakes,
 
 			v[0] = Int32GetDatum(events);
 			v[1] = int8_array(room);
+			round_claimed = true;
 			if (SPI_execute_plan(plan_fanout, v, NULL, false, 0) != SPI_OK_INSERT_RETURNING)
 				elog(ERROR, "could not fan out queued events");
 			if (SPI_processed > 0)
@@ -1363,6 +1366,7 @@ do_round(bool *recovered)
 	dlist_init(&claimed);
 	dlist_init(&handshakes);
 	dlist_init(&recording);
+	round_claimed = false;
 	move_all(&recording, &finished);
 	nfinished = 0;
 
@@ -1422,6 +1426,7 @@ do_round(bool *recovered)
 	if (!ready)
 	{
 		/* no extension (yet, or any more): nothing to record or claim */
+		queue_hint = false;
 		*recovered = false;
 		endpoints_loaded = false;
 		plans_ready = false;
@@ -1582,12 +1587,14 @@ WebhookWorkerMain(Datum main_arg)
 			 (nfinished > 0 &&
 			  (nfinished >= RECORD_BATCH || WebhookHttpInFlight() == 0 ||
 			   now >= first_finished_at + RECORD_DELAY_MS * 1000)));
+		if (last_round > now)
+			last_round = now;	/* the clock went back: the gap stays a gap */
 		if (want_round && now >= last_round + ROUND_GAP_MS * 1000)
 		{
-			/* a round that only records does not hold back the next claim */
-			if (queue_hint || now >= next_due)
-				last_round = now;
 			do_round(&recovered);
+			/* a round that only records does not hold back the next claim */
+			if (round_claimed)
+				last_round = now;
 			want_round = false;
 		}
 
@@ -1595,7 +1602,8 @@ WebhookWorkerMain(Datum main_arg)
 
 		now = GetCurrentTimestamp();
 		if (want_round)
-			timeout = (long) Max((last_round + ROUND_GAP_MS * 1000 - now + 999) / 1000, 0);
+			timeout = (long) Min(Max((last_round + ROUND_GAP_MS * 1000 - now + 999) / 1000, 0),
+								 ROUND_GAP_MS);
 		else if (now < backoff_until)
 			timeout = (long) ((backoff_until - now + 999) / 1000);
 		else if (next_due <= now ||

@@ -91,6 +91,18 @@ is(scalar($recv->deliveries('/moved')), 1, 'but not the endpoint disabled by han
 
 # DROP EXTENSION does not block on the worker, and CREATE brings it back to work.
 $node->safe_psql('postgres', 'DROP EXTENSION webhook CASCADE');
+
+# Without the extension the worker, once woken (here by a reload), finds
+# nothing to do and sleeps again until a commit or its 10 s check: a library
+# preloaded for a database without the extension costs nothing. Measured as above.
+$offset = -s $node->logfile;
+$node->reload;
+ok($node->wait_for_log(qr/webhook worker reloaded its settings/, $offset), 'worker woken without the extension');
+$x0 = $xacts->();
+sleep 3;
+$x1 = $xacts->();
+cmp_ok($x1 - $x0, '<=', 6, 'no worker rounds without the extension (3s)');
+
 $node->safe_psql('postgres', 'CREATE EXTENSION webhook');
 my $again = create_endpoint($node, $recv->url('/again'));
 $node->safe_psql('postgres', "SELECT webhook.emit('after_recreate', '{}')");
