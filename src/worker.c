@@ -1574,8 +1574,9 @@ WebhookWorkerMain(Datum main_arg)
 		 * its own (at 2 ms the worker spent 160 us a delivery keeping up with
 		 * 4 inserting clients, at 5 ms 120). Under load one round records
 		 * and claims hundreds of deliveries; after a quiet spell, a wake-up
-		 * is served at once: a round that only recorded results does not
-		 * count, or a message every 10 ms would wait for the gap each time.
+		 * is served at once: only rounds that claimed start the gap, not
+		 * those that only recorded results, or a message every 10 ms would
+		 * wait for the gap each time.
 		 */
 		now = GetCurrentTimestamp();
 		if (woken)
