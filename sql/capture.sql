@@ -316,8 +316,8 @@ SELECT webhook.untrack('chat.notice');
 DROP FUNCTION public.capture_note(text);
 
 --
--- The capture statements see pg_catalog alone, whatever the session's
--- search_path: a function that would shadow one they call is not called,
+-- The capture statements run with pg_catalog and pg_temp on their path,
+-- whatever the session's: a function that would shadow one they call is not called,
 -- even by a session whose first capture prepares them with it on its path.
 -- A function called by a tracked expression keeps its own search_path.
 --
