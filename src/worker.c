@@ -319,6 +319,13 @@ clear_shared_latch(int code, Datum arg)
  * Prepare one of the worker's statements into *slot, freeing the plan it held
  * (plans are prepared again after a failed round: kept plans are not freed by
  * the rollback).
+ *
+ * The plans are generic, made once and kept until a table they read changes
+ * (a vacuum or analyze replans them). Left to choose, the plan cache switched
+ * to a custom plan per execution once the statistics moved: planning every
+ * statement of every round, SQL functions parsed again for inlining, and the
+ * queue's index probed past its dead entries for the planner's estimates. That
+ * was a fifth of the worker's time under live load, and grew with the churn.
  */
 static void
 prepare(SPIPlanPtr *slot, const char *sql, int nargs, Oid *types)
@@ -330,7 +337,7 @@ prepare(SPIPlanPtr *slot, const char *sql, int nargs, Oid *types)
 		SPI_freeplan(*slot);
 		*slot = NULL;
 	}
-	plan = SPI_prepare(sql, nargs, types);
+	plan = SPI_prepare_cursor(sql, nargs, types, CURSOR_OPT_GENERIC_PLAN);
 	if (plan == NULL)
 		elog(ERROR, "could not prepare worker statement: %s", SPI_result_code_string(SPI_result));
 	SPI_keepplan(plan);
