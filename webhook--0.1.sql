@@ -646,6 +646,9 @@ CREATE FUNCTION webhook._enqueue(type text, channel text, chat_type text, data j
 DECLARE
     new_id bigint;
 BEGIN
+    -- A transaction id before the queue id: the worker's claims rely on it
+    -- (see claim_floor in src/worker.c).
+    PERFORM pg_catalog.pg_current_xact_id();
     INSERT INTO webhook.queue (type, channel, chat_type, data)
     VALUES (_enqueue.type, _enqueue.channel, _enqueue.chat_type, _enqueue.data)
     RETURNING id INTO new_id;

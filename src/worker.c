@@ -31,7 +31,9 @@
 #include <malloc.h>
 #include <time.h>
 
+#include "access/transam.h"
 #include "access/xact.h"
+#include "catalog/dependency.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "commands/extension.h"
@@ -46,6 +48,7 @@
 #include "tcop/tcopprot.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/fmgrprotos.h"
 #include "utils/guc.h"
 #include "utils/hsearch.h"
 #include "utils/json.h"
@@ -125,6 +128,32 @@ static List *handshakes_in_flight = NIL;	/* endpoint ids */
 static List *pending_release = NIL;	/* delivery ids to hand back to the table */
 
 static bool queue_hint = true;	/* the queue may have rows */
+
+/*
+ * Where claims start in the queue's index. The queue is a FIFO: its rows are
+ * deleted from the low end, and their index entries stay until a vacuum.
+ * Scanned from the start, every claim walked them all: after a backlog of
+ * 85,000 events, 235 leaf pages and 0.4 ms a claim, until autovacuum came by.
+ * Claims start at claim_floor instead: no row below it can still appear.
+ *
+ * Ids are handed out before commit, so a row can commit after rows with
+ * higher ids were claimed. A mark says when the floor may pass an id: the
+ * queue sequence's last value L, read before mark_xid, the next transaction
+ * id. A transaction that took an id up to L had its own id already (the
+ * queue is only written by transactions that wrote before: a tracked table's
+ * change, or _enqueue, which asks for its id first), so below mark_xid. Once
+ * no transaction below mark_xid runs, every row up to L is committed or
+ * gone; a claim that then takes all it can see leaves none, and the floor
+ * moves to L + 1, after that round commits. Full checks claim from the start.
+ */
+static int64 claim_floor = 0;
+static int64 floor_after_commit = -1;	/* set by a round, applied at its commit */
+static bool mark_set = false;
+static int64 mark_last;			/* the sequence's last value ... */
+static TransactionId mark_xid;	/* ... read before this was the next xid */
+static Oid	queue_relid = InvalidOid;	/* webhook.queue, when the plans were made */
+static Oid	queue_seq = InvalidOid;	/* the sequence of webhook.queue.id */
+static bool claim_from_start = true;	/* this round's claim ignores the floor */
 static bool round_claimed;		/* the last round ran a claim (fan-out or retries) */
 static bool retry_hint = true;	/* deliveries may wait in the table, due now */
 static bool due_stale = true;	/* next_due must be read again */
@@ -172,12 +201,13 @@ static SPIPlanPtr plan_purge;
  * endpoint whose filters match, and return them with the bodies of those to
  * be held in memory ($2: endpoints with room), and how many queue rows were
  * claimed. The INSERT is the outer statement so that its rows are rendered
- * as they are returned, not stored once more for a join. $1 batch size.
+ * as they are returned, not stored once more for a join. $1 batch size,
+ * $3 the claim floor.
  */
 static const char *sql_fanout =
 "WITH ev AS ("
 "  DELETE FROM webhook.queue AS x WHERE x.id = ANY (ARRAY ("
-"    SELECT id FROM webhook.queue ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED))"
+"    SELECT id FROM webhook.queue WHERE id >= $3 ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED))"
 "  RETURNING x.id, x.type, x.update_type, x.channel, webhook._event(x) AS event)"
 " INSERT INTO webhook.delivery (endpoint_id, event_id, event, in_flight)"
 " SELECT e.id, ev.id, ev.event, e.id = ANY ($2)"
@@ -194,9 +224,9 @@ static const char *sql_fanout =
 "    FROM webhook.endpoint e WHERE e.id = endpoint_id) END,"
 "  (SELECT pg_catalog.count(*) FROM ev), in_flight";
 
-/* Is anything left to claim? Asked when a fan-out made no deliveries. */
+/* Is anything left to claim? Asked when a fan-out made no deliveries. $1 the claim floor. */
 static const char *sql_queued =
-"SELECT 1 FROM webhook.queue LIMIT 1 FOR UPDATE SKIP LOCKED";
+"SELECT 1 FROM webhook.queue WHERE id >= $1 ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED";
 
 /* Claim due deliveries of endpoints with room. $1 limit, $2 endpoints. */
 static const char *sql_retry =
@@ -344,11 +374,16 @@ prepare(SPIPlanPtr *slot, const char *sql, int nargs, Oid *types)
 	*slot = plan;
 }
 
-/* Prepare the worker's statements: in its first round, and again after a failed one. */
+/*
+ * Prepare the worker's statements: in its first round, again after a failed
+ * one, and when webhook.queue is a new table (the extension was dropped and
+ * created again between two rounds).
+ */
 static void
 prepare_plans(void)
 {
-	Oid			t_fanout[] = {INT4OID, INT8ARRAYOID};
+	Oid			t_fanout[] = {INT4OID, INT8ARRAYOID, INT8OID};
+	Oid			t_queued[] = {INT8OID};
 	Oid			t_record[] = {INT8ARRAYOID, TEXTARRAYOID, INT8ARRAYOID, INT4ARRAYOID,
 	TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID, INT8ARRAYOID};
 	Oid			t_ids[] = {INT8ARRAYOID};
@@ -356,10 +391,11 @@ prepare_plans(void)
 	Oid			t_due[] = {INT8ARRAYOID, INT8ARRAYOID};
 	Oid			t_hs[] = {INT8OID, TEXTOID, TEXTOID, TEXTOID, INT4OID, TEXTOID, TEXTOID, INT8OID};
 	Oid			t_purge[] = {INT4OID, INT4OID};
+	Oid			queue = get_relname_relid("queue", get_namespace_oid("webhook", false));
 
-	if (plans_ready)
+	if (plans_ready && queue == queue_relid)
 		return;
-	prepare(&plan_fanout, sql_fanout, 2, t_fanout);
+	prepare(&plan_fanout, sql_fanout, 3, t_fanout);
 	prepare(&plan_retry, sql_retry, 2, t_fanout);
 	prepare(&plan_record, sql_record, 8, t_record);
 	prepare(&plan_handshakes, sql_handshakes, 1, t_ids);
@@ -371,8 +407,50 @@ prepare_plans(void)
 	prepare(&plan_endpoint_gone, sql_endpoint_gone, 1, t_ids);
 	prepare(&plan_next_due, sql_next_due, 2, t_due);
 	prepare(&plan_purge, sql_purge, 2, t_purge);
-	prepare(&plan_queued, sql_queued, 0, NULL);
+	prepare(&plan_queued, sql_queued, 1, t_queued);
+
+	/* the queue may be a new one: claims start over from its first row */
+	queue_relid = queue;
+	queue_seq = getIdentitySequence(queue, get_attnum(queue, "id"), true);
+	claim_floor = 0;
+	mark_set = false;
 	plans_ready = true;
+}
+
+/* Read the queue sequence's last value, then the next transaction id (see claim_floor). */
+static void
+set_mark(void)
+{
+	LOCAL_FCINFO(fcinfo, 1);
+	Datum		last;
+
+	if (!OidIsValid(queue_seq))
+		return;
+	InitFunctionCallInfoData(*fcinfo, NULL, 1, InvalidOid, NULL, NULL);
+	fcinfo->args[0].value = ObjectIdGetDatum(queue_seq);
+	fcinfo->args[0].isnull = false;
+	last = pg_sequence_last_value(fcinfo);
+	mark_last = fcinfo->isnull ? 0 : DatumGetInt64(last);
+	mark_xid = XidFromFullTransactionId(ReadNextFullTransactionId());
+	mark_set = true;
+	if (mark_last + 1 < Max(claim_floor, floor_after_commit))
+	{
+		/*
+		 * The sequence was set back (ALTER SEQUENCE ... RESTART): start over.
+		 * Ids set back and already past the floor are found by the next full
+		 * check.
+		 */
+		claim_floor = 0;
+		floor_after_commit = -1;
+		queue_hint = true;
+	}
+}
+
+/* Has every transaction that could have taken an id up to mark_last ended? */
+static bool
+mark_ripe(void)
+{
+	return mark_set && TransactionIdPrecedesOrEquals(mark_xid, GetLatestSnapshot()->xmin);
 }
 
 static Datum
@@ -1252,9 +1330,11 @@ round_body(dlist_head *recording, dlist_head *claimed, dlist_head *handshakes,
 	 * reports: rows changed by hand, prepared transactions, triggers off.
 	 */
 	now = GetCurrentTimestamp();
+	claim_from_start = false;
 	if (now >= next_full_check)
 	{
 		endpoints_loaded = false;
+		claim_from_start = true;
 		next_full_check = now + (int64) SAFETY_POLL_MS * 1000;
 	}
 	{
@@ -1303,16 +1383,24 @@ round_body(dlist_head *recording, dlist_head *claimed, dlist_head *handshakes,
 		{
 			/* about batch_size deliveries, however many endpoints an event goes to */
 			int			events = Max(webhook_batch_size / Max(live_endpoints(), 1), 1);
+			bool		ripe = mark_ripe();	/* before the claim's snapshot */
+			int64		max_event = -1;	/* the highest claimed event with deliveries */
+			Datum		fv[3];
 
-			v[0] = Int32GetDatum(events);
-			v[1] = int8_array(room);
+			fv[0] = Int32GetDatum(events);
+			fv[1] = int8_array(room);
+			fv[2] = Int64GetDatum(claim_from_start ? 0 : claim_floor);
 			round_claimed = true;
-			if (SPI_execute_plan(plan_fanout, v, NULL, false, 0) != SPI_OK_INSERT_RETURNING)
+			if (SPI_execute_plan(plan_fanout, fv, NULL, false, 0) != SPI_OK_INSERT_RETURNING)
 				elog(ERROR, "could not fan out queued events");
 			if (SPI_processed > 0)
 			{
-				int			held = collect_jobs(claimed, &queue_rows);
+				int			held;
+				uint64		i;
 
+				for (i = 0; i < SPI_processed; i++)
+					max_event = Max(max_event, getint8(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 3));
+				held = collect_jobs(claimed, &queue_rows);
 				queue_hint = queue_rows >= events;
 				/* deliveries for endpoints without room wait in the table */
 				if ((uint64) held < SPI_processed)
@@ -1321,10 +1409,22 @@ round_body(dlist_head *recording, dlist_head *claimed, dlist_head *handshakes,
 			else
 			{
 				/* no deliveries: an empty queue, or events no endpoint wants */
-				if (SPI_execute_plan(plan_queued, NULL, NULL, false, 1) != SPI_OK_SELECT)
+				if (SPI_execute_plan(plan_queued, &fv[2], NULL, false, 1) != SPI_OK_SELECT)
 					elog(ERROR, "could not look at the queue");
 				queue_hint = SPI_processed > 0;
 			}
+			/*
+			 * With a ripe mark, no row up to mark_last can still appear: what
+			 * is left of them after this claim is what it could not take,
+			 * and it took the lowest ids it saw (all, or all up to max_event).
+			 */
+			if (ripe && !queue_hint)
+				floor_after_commit = Max(claim_floor, mark_last + 1);
+			else if (ripe && max_event >= 0)
+				floor_after_commit = Max(claim_floor, Min(mark_last, max_event) + 1);
+			/* a new mark; also after an empty claim, to see a sequence set back */
+			if (ripe || !mark_set || !queue_hint)
+				set_mark();
 		}
 	}
 
@@ -1374,6 +1474,7 @@ do_round(bool *recovered)
 	dlist_init(&handshakes);
 	dlist_init(&recording);
 	round_claimed = false;
+	floor_after_commit = -1;
 	move_all(&recording, &finished);
 	nfinished = 0;
 
@@ -1391,6 +1492,8 @@ do_round(bool *recovered)
 		SPI_finish();
 		PopActiveSnapshot();
 		CommitTransactionCommand();
+		if (floor_after_commit >= 0)
+			claim_floor = floor_after_commit;
 	}
 	PG_CATCH();
 	{

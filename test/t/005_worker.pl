@@ -108,6 +108,47 @@ my $again = create_endpoint($node, $recv->url('/again'));
 $node->safe_psql('postgres', "SELECT webhook.emit('after_recreate', '{}')");
 ok($recv->wait_for_deliveries(1, '/again'), 'delivers after DROP and CREATE EXTENSION');
 
+# Claims skip the queue's delivered rows, but never a row that may still
+# commit: an event queued first and committed after twenty later ones were
+# delivered arrives at once. A floor moved past it would leave it to the
+# worker's full check, every 10 s; three rounds with 2 s deadlines tell.
+for my $round (1 .. 3)
+{
+	my $before = scalar($recv->deliveries('/again'));
+	my $early = $node->background_psql('postgres');
+	$early->query_safe('BEGIN');
+	$early->query_safe("SELECT webhook.emit('committed_late', '{\"round\": $round}')");
+	$node->safe_psql('postgres', "SELECT webhook.emit('committed_first', jsonb_build_object('i', $_))")
+	  for 1 .. 20;
+	ok($recv->wait_for_deliveries($before + 20, '/again'), "round $round: the later events arrive");
+	$early->query_safe('COMMIT');
+	ok( wait_until(
+			sub {
+				grep { $_->{body} =~ /"committed_late"/ && $_->{body} =~ /"round": $round\b/ }
+				  $recv->deliveries('/again');
+			},
+			2),
+		"round $round: the event committed late arrives within 2 s");
+	$early->quit;
+}
+
+# A new queue starts its ids over: dropped and created again in one
+# transaction, between two of the worker's rounds, claims start over too.
+$offset = -s $node->logfile;
+$node->safe_psql('postgres',
+	'BEGIN; DROP EXTENSION webhook CASCADE; CREATE EXTENSION webhook; COMMIT');
+my $anew = create_endpoint($node, $recv->url('/anew'));
+$node->safe_psql('postgres', "SELECT webhook.emit('after_quick_recreate', '{}')");
+ok($recv->wait_for_deliveries(1, '/anew', 5), 'delivers within 5 s after DROP and CREATE EXTENSION in one transaction');
+unlike(slurp_file($node->logfile, $offset), qr/round failed/, 'with no failed round on the way');
+
+# So do ids set back by hand.
+$node->safe_psql('postgres', "SELECT webhook.emit('before_restart', jsonb_build_object('i', g)) FROM generate_series(1, 5) g");
+ok($recv->wait_for_deliveries(6, '/anew'), 'five more events');
+$node->safe_psql('postgres', 'ALTER SEQUENCE webhook.queue_id_seq RESTART');
+$node->safe_psql('postgres', "SELECT webhook.emit('after_restart', '{}')");
+ok($recv->wait_for_deliveries(7, '/anew', 5), 'delivers within 5 s after the queue sequence is restarted');
+
 $recv->stop;
 $node->stop;
 done_testing();
