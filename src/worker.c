@@ -35,6 +35,8 @@
 #include "access/xact.h"
 #include "catalog/dependency.h"
 #include "catalog/namespace.h"
+#include "catalog/pg_class.h"
+#include "catalog/pg_sequence.h"
 #include "catalog/pg_type.h"
 #include "commands/extension.h"
 #include "common/pg_prng.h"
@@ -56,6 +58,7 @@
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
+#include "utils/syscache.h"
 #include "utils/timestamp.h"
 #include "mb/pg_wchar.h"
 
@@ -153,6 +156,7 @@ static int64 mark_last;			/* the sequence's last value ... */
 static TransactionId mark_xid;	/* ... read before this was the next xid */
 static Oid	queue_relid = InvalidOid;	/* webhook.queue, when the plans were made */
 static Oid	queue_seq = InvalidOid;	/* the sequence of webhook.queue.id */
+static Oid	seq_filenode = InvalidOid;	/* its file at the last mark */
 static bool claim_from_start = true;	/* this round's claim ignores the floor */
 static bool round_claimed;		/* the last round ran a claim (fan-out or retries) */
 static bool retry_hint = true;	/* deliveries may wait in the table, due now */
@@ -414,18 +418,43 @@ prepare_plans(void)
 	queue_seq = getIdentitySequence(queue, get_attnum(queue, "id"), true);
 	claim_floor = 0;
 	mark_set = false;
+	seq_filenode = InvalidOid;
 	plans_ready = true;
 }
 
-/* Read the queue sequence's last value, then the next transaction id (see claim_floor). */
+/*
+ * Read the queue sequence's last value, then the next transaction id (see
+ * claim_floor). None with a sequence that hands out ids from a cache (CACHE
+ * above 1): a session takes a cached id later, whatever the last value says.
+ */
 static void
 set_mark(void)
 {
 	LOCAL_FCINFO(fcinfo, 1);
 	Datum		last;
+	HeapTuple	tup;
+	int64		cache;
+	Oid			filenode;
 
 	if (!OidIsValid(queue_seq))
 		return;
+	tup = SearchSysCache1(SEQRELID, ObjectIdGetDatum(queue_seq));
+	if (!HeapTupleIsValid(tup))
+		return;
+	cache = ((Form_pg_sequence) GETSTRUCT(tup))->seqcache;
+	ReleaseSysCache(tup);
+	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(queue_seq));
+	if (!HeapTupleIsValid(tup))
+		return;
+	filenode = ((Form_pg_class) GETSTRUCT(tup))->relfilenode;
+	ReleaseSysCache(tup);
+	if (cache > 1)
+	{
+		mark_set = false;
+		claim_floor = 0;
+		floor_after_commit = -1;
+		return;
+	}
 	InitFunctionCallInfoData(*fcinfo, NULL, 1, InvalidOid, NULL, NULL);
 	fcinfo->args[0].value = ObjectIdGetDatum(queue_seq);
 	fcinfo->args[0].isnull = false;
@@ -433,17 +462,19 @@ set_mark(void)
 	mark_last = fcinfo->isnull ? 0 : DatumGetInt64(last);
 	mark_xid = XidFromFullTransactionId(ReadNextFullTransactionId());
 	mark_set = true;
-	if (mark_last + 1 < Max(claim_floor, floor_after_commit))
+	if ((OidIsValid(seq_filenode) && filenode != seq_filenode) ||
+		mark_last + 1 < Max(claim_floor, floor_after_commit))
 	{
 		/*
-		 * The sequence was set back (ALTER SEQUENCE ... RESTART): start over.
-		 * Ids set back and already past the floor are found by the next full
-		 * check.
+		 * The sequence was set back (ALTER SEQUENCE ... RESTART gives it a new
+		 * file; setval a lower value): start over. Ids set back by setval and
+		 * already past the floor are found by the next full check.
 		 */
 		claim_floor = 0;
 		floor_after_commit = -1;
 		queue_hint = true;
 	}
+	seq_filenode = filenode;
 }
 
 /* Has every transaction that could have taken an id up to mark_last ended? */
@@ -1334,6 +1365,8 @@ round_body(dlist_head *recording, dlist_head *claimed, dlist_head *handshakes,
 	if (now >= next_full_check)
 	{
 		endpoints_loaded = false;
+		/* a claim from the first row: events no wake-up announced */
+		queue_hint = true;
 		claim_from_start = true;
 		next_full_check = now + (int64) SAFETY_POLL_MS * 1000;
 	}

@@ -8,7 +8,7 @@ use Test::More;
 use Time::HiRes qw(time usleep);
 use WebhookTest;
 
-my $node = webhook_node('worker', conf => "webhook.timeout = '30s'\n");
+my $node = webhook_node('worker', conf => "webhook.timeout = '30s'\nmax_prepared_transactions = 2\n");
 my $recv = start_receiver(paths => { '/hole' => { blackhole => JSON::PP::true } });
 my $healthy = create_endpoint($node, $recv->url('/healthy'), events => "'{tick}'");
 
@@ -148,6 +148,42 @@ ok($recv->wait_for_deliveries(6, '/anew'), 'five more events');
 $node->safe_psql('postgres', 'ALTER SEQUENCE webhook.queue_id_seq RESTART');
 $node->safe_psql('postgres', "SELECT webhook.emit('after_restart', '{}')");
 ok($recv->wait_for_deliveries(7, '/anew', 5), 'delivers within 5 s after the queue sequence is restarted');
+
+# A sequence that hands out ids from a per-session cache gives no bound on
+# the ids still to come: claims keep starting at the first row. Session A
+# takes a block of ids, other sessions take later blocks and are delivered,
+# then A queues an event with one of its early ids.
+$node->safe_psql('postgres', 'ALTER SEQUENCE webhook.queue_id_seq CACHE 50');
+for my $round (1 .. 3)
+{
+	my $before = scalar($recv->deliveries('/anew'));
+	my $cached = $node->background_psql('postgres');
+	$cached->query_safe("SELECT webhook.emit('cached_first', '{}')");
+	$node->safe_psql('postgres', "SELECT webhook.emit('other_session', jsonb_build_object('i', $_))")
+	  for 1 .. 5;
+	ok($recv->wait_for_deliveries($before + 6, '/anew'), "cache round $round: the other sessions' events arrive");
+	$cached->query_safe("SELECT webhook.emit('cached_later', '{\"round\": $round}')");
+	ok( wait_until(
+			sub {
+				grep { $_->{body} =~ /"cached_later"/ && $_->{body} =~ /"round": $round\b/ }
+				  $recv->deliveries('/anew');
+			},
+			2),
+		"cache round $round: an event with an id from an older cached block arrives within 2 s");
+	$cached->quit;
+}
+$node->safe_psql('postgres', 'ALTER SEQUENCE webhook.queue_id_seq CACHE 1');
+
+# COMMIT PREPARED wakes no one: the full check, every 10 s, claims from the
+# queue's first row and finds the event.
+$node->safe_psql('postgres',
+	"BEGIN; SELECT webhook.emit('prepared', '{}'); PREPARE TRANSACTION 'webhook_2pc'");
+$node->safe_psql('postgres', "SELECT webhook.emit('not_prepared', '{}')");
+ok(wait_until(sub { grep { $_->{body} =~ /"not_prepared"/ } $recv->deliveries('/anew') }),
+	'an event committed beside a prepared transaction arrives');
+$node->safe_psql('postgres', "COMMIT PREPARED 'webhook_2pc'");
+ok(wait_until(sub { grep { $_->{body} =~ /"prepared"/ } $recv->deliveries('/anew') }, 15),
+	'an event committed by COMMIT PREPARED arrives, found by the full check');
 
 $recv->stop;
 $node->stop;
