@@ -228,9 +228,12 @@ static const char *sql_fanout =
 "    FROM webhook.endpoint e WHERE e.id = endpoint_id) END,"
 "  (SELECT pg_catalog.count(*) FROM ev), in_flight";
 
-/* Is anything left to claim? Asked when a fan-out made no deliveries. $1 the claim floor. */
+/*
+ * Is anything left to claim, and from which id? Asked when a fan-out made no
+ * deliveries. $1 the claim floor.
+ */
 static const char *sql_queued =
-"SELECT 1 FROM webhook.queue WHERE id >= $1 ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED";
+"SELECT id FROM webhook.queue WHERE id >= $1 ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED";
 
 /* Claim due deliveries of endpoints with room. $1 limit, $2 endpoints. */
 static const char *sql_retry =
@@ -1418,6 +1421,7 @@ round_body(dlist_head *recording, dlist_head *claimed, dlist_head *handshakes,
 			int			events = Max(webhook_batch_size / Max(live_endpoints(), 1), 1);
 			bool		ripe = mark_ripe();	/* before the claim's snapshot */
 			int64		max_event = -1;	/* the highest claimed event with deliveries */
+			int64		next_row = -1;	/* the lowest row left, after a claim with none */
 			Datum		fv[3];
 
 			fv[0] = Int32GetDatum(events);
@@ -1445,16 +1449,21 @@ round_body(dlist_head *recording, dlist_head *claimed, dlist_head *handshakes,
 				if (SPI_execute_plan(plan_queued, &fv[2], NULL, false, 1) != SPI_OK_SELECT)
 					elog(ERROR, "could not look at the queue");
 				queue_hint = SPI_processed > 0;
+				if (queue_hint)
+					next_row = getint8(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
 			}
 			/*
 			 * With a ripe mark, no row up to mark_last can still appear: what
 			 * is left of them after this claim is what it could not take,
-			 * and it took the lowest ids it saw (all, or all up to max_event).
+			 * and it took the lowest ids it saw (all, all up to max_event, or
+			 * all below next_row when none of them was for an endpoint).
 			 */
 			if (ripe && !queue_hint)
 				floor_after_commit = Max(claim_floor, mark_last + 1);
 			else if (ripe && max_event >= 0)
 				floor_after_commit = Max(claim_floor, Min(mark_last, max_event) + 1);
+			else if (ripe && next_row >= 0)
+				floor_after_commit = Max(claim_floor, Min(mark_last + 1, next_row));
 			/* a new mark; also after an empty claim, to see a sequence set back */
 			if (ripe || !mark_set || !queue_hint)
 				set_mark();
