@@ -384,10 +384,10 @@ prepare(SPIPlanPtr *slot, const char *sql, int nargs, Oid *types)
 /*
  * Prepare the worker's statements: in its first round, again after a failed
  * one, and when webhook.queue is a new table (the extension was dropped and
- * created again between two rounds).
+ * created again between two rounds). queue: webhook.queue as it is now.
  */
 static void
-prepare_plans(void)
+prepare_plans(Oid queue)
 {
 	Oid			t_fanout[] = {INT4OID, INT8ARRAYOID, INT8OID};
 	Oid			t_queued[] = {INT8OID};
@@ -398,7 +398,6 @@ prepare_plans(void)
 	Oid			t_due[] = {INT8ARRAYOID, INT8ARRAYOID};
 	Oid			t_hs[] = {INT8OID, TEXTOID, TEXTOID, TEXTOID, INT4OID, TEXTOID, TEXTOID, INT8OID};
 	Oid			t_purge[] = {INT4OID, INT4OID};
-	Oid			queue = get_relname_relid("queue", get_namespace_oid("webhook", false));
 
 	if (plans_ready && queue == queue_relid)
 		return;
@@ -698,10 +697,11 @@ want_events(void)
  * Make jobs from claimed delivery rows; they join ready lists after commit.
  * A fan-out's rows also say how many queue rows it claimed (column 6), and
  * whether the delivery is held in memory (column 7): the others wait in the
- * table, as due retries, for their endpoint to have room.
+ * table, as due retries, for their endpoint to have room. For a fan-out,
+ * *max_event is raised to the highest event id among its rows.
  */
 static int
-collect_jobs(dlist_head *claimed, int64 *queue_rows)
+collect_jobs(dlist_head *claimed, int64 *queue_rows, int64 *max_event)
 {
 	uint64		i;
 	int			n = 0;
@@ -719,6 +719,7 @@ collect_jobs(dlist_head *claimed, int64 *queue_rows)
 		if (fanout)
 		{
 			*queue_rows = getint8(tup, desc, 6);
+			*max_event = Max(*max_event, getint8(tup, desc, 3));
 			if (!DatumGetBool(SPI_getbinval(tup, desc, 7, &isnull)))
 				continue;
 		}
@@ -1307,17 +1308,21 @@ release_recorded(dlist_head *recorded)
 	}
 }
 
-/* Is the extension installed here, and not being created? */
-static bool
+/*
+ * Is the extension installed here, and not being created? Returns its
+ * webhook.queue, or InvalidOid.
+ */
+static Oid
 extension_ready(void)
 {
 	Oid			nsp;
 
 	if (!OidIsValid(get_extension_oid("webhook", true)))
-		return false;
+		return InvalidOid;
 	nsp = get_namespace_oid("webhook", true);
-	return OidIsValid(nsp) && OidIsValid(get_relname_relid("delivery", nsp)) &&
-		OidIsValid(get_relname_relid("queue", nsp));
+	if (!OidIsValid(nsp) || !OidIsValid(get_relname_relid("delivery", nsp)))
+		return InvalidOid;
+	return get_relname_relid("queue", nsp);
 }
 
 /* Clear the in_flight marks a previous worker left: their requests died with it. */
@@ -1343,10 +1348,11 @@ round_body(dlist_head *recording, dlist_head *claimed, dlist_head *handshakes,
 	bool		isnull;
 	Datum		d;
 	Datum		v[2];
+	Oid			queue = extension_ready();
 
-	if (!extension_ready())
+	if (!OidIsValid(queue))
 		return false;
-	prepare_plans();
+	prepare_plans(queue);
 	if (!*recovered)
 	{
 		recover_in_flight();
@@ -1409,7 +1415,7 @@ round_body(dlist_head *recording, dlist_head *claimed, dlist_head *handshakes,
 			round_claimed = true;
 			if (SPI_execute_plan(plan_retry, v, NULL, false, 0) != SPI_OK_SELECT)
 				elog(ERROR, "could not claim due deliveries");
-			n = collect_jobs(claimed, &queue_rows);
+			n = collect_jobs(claimed, &queue_rows, NULL);
 			more = n >= webhook_batch_size;
 			/* all due deliveries are claimed only if every endpoint had room */
 			retry_hint = more || list_length(room) < live_endpoints();
@@ -1432,12 +1438,8 @@ round_body(dlist_head *recording, dlist_head *claimed, dlist_head *handshakes,
 				elog(ERROR, "could not fan out queued events");
 			if (SPI_processed > 0)
 			{
-				int			held;
-				uint64		i;
+				int			held = collect_jobs(claimed, &queue_rows, &max_event);
 
-				for (i = 0; i < SPI_processed; i++)
-					max_event = Max(max_event, getint8(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 3));
-				held = collect_jobs(claimed, &queue_rows);
 				queue_hint = queue_rows >= events;
 				/* deliveries for endpoints without room wait in the table */
 				if ((uint64) held < SPI_processed)
