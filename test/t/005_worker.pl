@@ -112,6 +112,16 @@ ok($recv->wait_for_deliveries(1, '/again'), 'delivers after DROP and CREATE EXTE
 # commit: an event queued first and committed after twenty later ones were
 # delivered arrives at once. A floor moved past it would leave it to the
 # worker's full check, every 10 s; three rounds with 2 s deadlines tell.
+sub arrives_within
+{
+	my ($path, $type, $round, $seconds) = @_;
+	return wait_until(
+		sub {
+			grep { $_->{body} =~ /"$type"/ && $_->{body} =~ /"round": $round\b/ } $recv->deliveries($path);
+		},
+		$seconds);
+}
+
 for my $round (1 .. 3)
 {
 	my $before = scalar($recv->deliveries('/again'));
@@ -122,12 +132,7 @@ for my $round (1 .. 3)
 	  for 1 .. 20;
 	ok($recv->wait_for_deliveries($before + 20, '/again'), "round $round: the later events arrive");
 	$early->query_safe('COMMIT');
-	ok( wait_until(
-			sub {
-				grep { $_->{body} =~ /"committed_late"/ && $_->{body} =~ /"round": $round\b/ }
-				  $recv->deliveries('/again');
-			},
-			2),
+	ok(arrives_within('/again', 'committed_late', $round, 2),
 		"round $round: the event committed late arrives within 2 s");
 	$early->quit;
 }
@@ -163,12 +168,7 @@ for my $round (1 .. 3)
 	  for 1 .. 5;
 	ok($recv->wait_for_deliveries($before + 6, '/anew'), "cache round $round: the other sessions' events arrive");
 	$cached->query_safe("SELECT webhook.emit('cached_later', '{\"round\": $round}')");
-	ok( wait_until(
-			sub {
-				grep { $_->{body} =~ /"cached_later"/ && $_->{body} =~ /"round": $round\b/ }
-				  $recv->deliveries('/anew');
-			},
-			2),
+	ok(arrives_within('/anew', 'cached_later', $round, 2),
 		"cache round $round: an event with an id from an older cached block arrives within 2 s");
 	$cached->quit;
 }
