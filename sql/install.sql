@@ -33,6 +33,11 @@ SELECT evtname, evtevent, evtfoid::regproc, evttags FROM pg_event_trigger ORDER 
 SELECT c::regclass AS dumped FROM pg_extension, unnest(extconfig) AS c
  WHERE extname = 'webhook' ORDER BY c::regclass::text;
 
+-- Storage settings: eager autovacuum on both churning tables, and room on
+-- each delivery page for the version that records the delivery's result.
+SELECT relname, unnest(reloptions) AS option FROM pg_class
+ WHERE relnamespace = 'webhook'::regnamespace AND reloptions IS NOT NULL ORDER BY 1, 2;
+
 -- A second CREATE fails; IF NOT EXISTS is a no-op.
 CREATE EXTENSION webhook;
 \echo :LAST_ERROR_SQLSTATE
