@@ -196,6 +196,55 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+class BackendCpu(threading.Thread):
+    """CPU time (user + system) of pgbench's backends over its run: their
+    pids are read once they have all connected, then /proc is sampled every
+    50 ms until they exit (the last 50 ms of each are not counted)."""
+
+    def __init__(self, clients):
+        super().__init__(daemon=True)
+        self.clients = clients
+        self.last = {}
+        self.stop = threading.Event()
+
+    def run(self):
+        conn = connect()
+        try:
+            deadline = time.time() + 10
+            pids = []
+            while not self.stop.is_set() and time.time() < deadline:
+                with conn.cursor() as cur:
+                    cur.execute("SELECT pid FROM pg_stat_activity WHERE application_name = 'pgbench'")
+                    pids = [r[0] for r in cur.fetchall()]
+                if len(pids) >= self.clients:
+                    break
+                time.sleep(0.01)
+        finally:
+            conn.close()
+        tck = os.sysconf("SC_CLK_TCK")
+        while pids:
+            for pid in list(pids):
+                try:
+                    with open(f"/proc/{pid}/stat") as f:
+                        fields = f.read().rsplit(")", 1)[1].split()
+                    self.last[pid] = (int(fields[11]) / tck, int(fields[12]) / tck)
+                except OSError:
+                    pids.remove(pid)
+            if self.stop.wait(0.05) and not pids:
+                break
+
+    def finish(self):
+        """(user, system) seconds, or None if a backend was never seen."""
+        self.join(timeout=30)
+        if len(self.last) < self.clients:
+            return None
+        return tuple(sum(v[i] for v in self.last.values()) for i in (0, 1))
+
+
+def wal_lsn():
+    return q1("SELECT pg_current_wal_insert_lsn() - '0/0'::pg_lsn")
+
+
 def proc_status(pid):
     out = {}
     with open(f"/proc/{pid}/status") as f:
@@ -399,16 +448,31 @@ def p_trigger():
     phase(f"2. trigger cost: pgbench, one-row INSERTs, 4 clients, {secs} s per run: untracked, tracked, and "
           f"(to tell the trigger from the worker) tracked with the worker stopped, in turn x {REPEAT}")
     plain, tracked, stopped, drain, cpus = [], [], [], [], []
+    # backend CPU and WAL bytes per transaction: the trigger's cost whatever
+    # the disk does (the TPS figures wait on WAL flushes)
+    cost = {"untracked": [], "tracked": [], "tracked, worker stopped": []}
+
+    def costed(table, name):
+        cpu, wal0 = BackendCpu(4), wal_lsn()
+        cpu.start()
+        try:
+            tps, n = pgbench(table, 4, seconds=secs)
+        finally:
+            cpu.stop.set()
+        used = cpu.finish()
+        cost[name].append((used and tuple(t * 1e6 / n for t in used), float(wal_lsn() - wal0) / n))
+        return tps, n
+
     for i in range(REPEAT):
         checkpoint()
-        tps, _ = pgbench("message_plain", 4, seconds=secs)
+        tps, _ = costed("message_plain", "untracked")
         plain.append(tps)
         checkpoint()
         ARR.skip()
         pid = worker_pid()
         cpu0 = cpu_seconds(pid)
         prof = start_perf(pid, "worker-trigger") if i == 0 and ENV.get("BENCH_PERF") == "trigger" else None
-        tps, n = pgbench("message", 4, seconds=secs)
+        tps, n = costed("message", "tracked")
         if prof:
             finish_perf(prof, "worker-trigger")
         tracked.append(tps)
@@ -422,7 +486,7 @@ def p_trigger():
         pid = worker_pid()
         stop_worker(pid)
         try:
-            tps, n2 = pgbench("message", 4, seconds=secs)
+            tps, n2 = costed("message", "tracked, worker stopped")
             stopped.append(tps)
         finally:
             continue_worker(pid)
@@ -435,6 +499,22 @@ def p_trigger():
                                "delivery_lag_after_end_s": drain, "worker_cpu_us_per_delivery": cpus}
     R["insert_tps_ratio"] = {"value": median(tracked) / median(plain), "unit": "ratio"}
     R["insert_tps_tracked_worker_stopped"] = {"value": median(stopped), "unit": "tps", "samples": stopped}
+    for name, key in (("untracked", "untracked"), ("tracked", "tracked_worker_running"),
+                      ("tracked, worker stopped", "tracked")):
+        seen = [c for c, _ in cost[name] if c is not None]     # None: a backend not seen
+        R[f"insert_backend_cpu_us_{key}"] = {"value": median([u + s for u, s in seen]), "unit": "us",
+                                             "user": median([u for u, _ in seen]),
+                                             "system": median([s for _, s in seen]),
+                                             "samples": [u + s for u, s in seen]}
+        R[f"insert_wal_bytes_{key}"] = {"value": median([w for _, w in cost[name]]), "unit": "bytes",
+                                        "samples": [w for _, w in cost[name]]}
+    un, tr = R["insert_backend_cpu_us_untracked"], R["insert_backend_cpu_us_tracked"]
+    log("backend CPU per transaction (untracked / tracked, worker stopped): "
+        f"{un['value'] or 0:.0f} / {tr['value'] or 0:.0f} us "
+        f"(user {un['user'] or 0:.0f} / {tr['user'] or 0:.0f}, system {un['system'] or 0:.0f} / {tr['system'] or 0:.0f}); "
+        f"WAL per transaction: {R['insert_wal_bytes_untracked']['value']:.0f} / "
+        f"{R['insert_wal_bytes_tracked']['value']:.0f} bytes, "
+        f"{R['insert_wal_bytes_tracked_worker_running']['value']:.0f} with the worker's own while it keeps up")
 
 
 def p_bulk():
@@ -747,6 +827,13 @@ def table():
     if v is not None and val("insert_tps_untracked"):
         figs.append(row("   tracked, worker stopped (trigger alone)", v, "tps"))
         figs.append(row("   its ratio to untracked", v / val("insert_tps_untracked"), "ratio"))
+    if val("insert_backend_cpu_us_untracked") is not None:
+        figs.append(row("   backend CPU per transaction, untracked", val("insert_backend_cpu_us_untracked"), "us"))
+        figs.append(row("   the same, tracked (trigger alone)", val("insert_backend_cpu_us_tracked"), "us"))
+        figs.append(row("   WAL per transaction, untracked", val("insert_wal_bytes_untracked"), "bytes"))
+        figs.append(row("   the same, tracked (trigger alone)", val("insert_wal_bytes_tracked"), "bytes"))
+        figs.append(row("   the same, tracked, with the worker's", val("insert_wal_bytes_tracked_worker_running"),
+                        "bytes"))
     figs.append(row(f"3. INSERT {SIZES['bulk_rows']:,} rows, untracked", val("bulk_insert_s_untracked"), "s"))
     figs.append(row(f"3. INSERT {SIZES['bulk_rows']:,} rows, tracked", val("bulk_insert_s_tracked"), "s"))
     r = val("bulk_insert_ratio")
