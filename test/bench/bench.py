@@ -197,8 +197,9 @@ def cpu_seconds(pid):
 
 
 class BackendCpu(threading.Thread):
-    """CPU time (user + system) of pgbench's backends over its run: their
-    pids are read once they have all connected, then /proc is sampled every
+    """CPU time (user, system) of pgbench's client backends over its run:
+    the backends are those that started after this thread and run the
+    INSERT (not pgbench's own setup connection); /proc is sampled every
     50 ms until they exit (the last 50 ms of each are not counted)."""
 
     def __init__(self, clients):
@@ -210,11 +211,15 @@ class BackendCpu(threading.Thread):
     def run(self):
         conn = connect()
         try:
+            with conn.cursor() as cur:
+                cur.execute("SELECT now()")
+                t0 = cur.fetchone()[0]
             deadline = time.time() + 10
             pids = []
             while not self.stop.is_set() and time.time() < deadline:
                 with conn.cursor() as cur:
-                    cur.execute("SELECT pid FROM pg_stat_activity WHERE application_name = 'pgbench'")
+                    cur.execute("SELECT pid FROM pg_stat_activity WHERE application_name = 'pgbench'"
+                                " AND backend_start >= %s AND query LIKE 'INSERT%%'", (t0,))
                     pids = [r[0] for r in cur.fetchall()]
                 if len(pids) >= self.clients:
                     break
@@ -222,21 +227,24 @@ class BackendCpu(threading.Thread):
         finally:
             conn.close()
         tck = os.sysconf("SC_CLK_TCK")
+        started = {}                    # pid -> its start time, so a reused pid is not read
         while pids:
             for pid in list(pids):
                 try:
                     with open(f"/proc/{pid}/stat") as f:
                         fields = f.read().rsplit(")", 1)[1].split()
-                    self.last[pid] = (int(fields[11]) / tck, int(fields[12]) / tck)
                 except OSError:
+                    fields = None
+                if fields is None or started.setdefault(pid, fields[19]) != fields[19]:
                     pids.remove(pid)
-            if self.stop.wait(0.05) and not pids:
-                break
+                    continue
+                self.last[pid] = (int(fields[11]) / tck, int(fields[12]) / tck)
+            self.stop.wait(0.05)
 
     def finish(self):
-        """(user, system) seconds, or None if a backend was never seen."""
+        """(user, system) seconds, or None unless every client backend was seen."""
         self.join(timeout=30)
-        if len(self.last) < self.clients:
+        if len(self.last) != self.clients:
             return None
         return tuple(sum(v[i] for v in self.last.values()) for i in (0, 1))
 
@@ -453,30 +461,33 @@ def p_trigger():
     cost = {"untracked": [], "tracked": [], "tracked, worker stopped": []}
 
     def costed(table, name):
+        """pgbench, with its backends' CPU and the WAL per transaction. The
+        WAL is read as pgbench ends: a worker keeping up has delivered all but
+        the last few ms by then, and later reads catch autovacuum's WAL too."""
         cpu, wal0 = BackendCpu(4), wal_lsn()
         cpu.start()
         try:
             tps, n = pgbench(table, 4, seconds=secs)
+            t_end, wal = time.time(), float(wal_lsn() - wal0) / n
         finally:
             cpu.stop.set()
-        used = cpu.finish()
-        cost[name].append((used and tuple(t * 1e6 / n for t in used), float(wal_lsn() - wal0) / n))
-        return tps, n
+            used = cpu.finish()
+        cost[name].append((used and tuple(t * 1e6 / n for t in used), wal))
+        return tps, n, t_end
 
     for i in range(REPEAT):
         checkpoint()
-        tps, _ = costed("message_plain", "untracked")
+        tps, _, _ = costed("message_plain", "untracked")
         plain.append(tps)
         checkpoint()
         ARR.skip()
         pid = worker_pid()
         cpu0 = cpu_seconds(pid)
         prof = start_perf(pid, "worker-trigger") if i == 0 and ENV.get("BENCH_PERF") == "trigger" else None
-        tps, n = costed("message", "tracked")
+        tps, n, t_end = costed("message", "tracked")
         if prof:
             finish_perf(prof, "worker-trigger")
         tracked.append(tps)
-        t_end = time.time()
         _, last, _ = wait_deliveries(n)
         drain.append(max(0.0, last - t_end))
         wait_worker_idle()
@@ -486,7 +497,7 @@ def p_trigger():
         pid = worker_pid()
         stop_worker(pid)
         try:
-            tps, n2 = costed("message", "tracked, worker stopped")
+            tps, n2, _ = costed("message", "tracked, worker stopped")
             stopped.append(tps)
         finally:
             continue_worker(pid)
@@ -499,8 +510,8 @@ def p_trigger():
                                "delivery_lag_after_end_s": drain, "worker_cpu_us_per_delivery": cpus}
     R["insert_tps_ratio"] = {"value": median(tracked) / median(plain), "unit": "ratio"}
     R["insert_tps_tracked_worker_stopped"] = {"value": median(stopped), "unit": "tps", "samples": stopped}
-    for name, key in (("untracked", "untracked"), ("tracked", "tracked_worker_running"),
-                      ("tracked, worker stopped", "tracked")):
+    for name, key in (("untracked", "untracked"), ("tracked", "tracked"),
+                      ("tracked, worker stopped", "tracked_worker_stopped")):
         seen = [c for c, _ in cost[name] if c is not None]     # None: a backend not seen
         R[f"insert_backend_cpu_us_{key}"] = {"value": median([u + s for u, s in seen]), "unit": "us",
                                              "user": median([u for u, _ in seen]),
@@ -508,13 +519,15 @@ def p_trigger():
                                              "samples": [u + s for u, s in seen]}
         R[f"insert_wal_bytes_{key}"] = {"value": median([w for _, w in cost[name]]), "unit": "bytes",
                                         "samples": [w for _, w in cost[name]]}
-    un, tr = R["insert_backend_cpu_us_untracked"], R["insert_backend_cpu_us_tracked"]
-    log("backend CPU per transaction (untracked / tracked, worker stopped): "
-        f"{un['value'] or 0:.0f} / {tr['value'] or 0:.0f} us "
-        f"(user {un['user'] or 0:.0f} / {tr['user'] or 0:.0f}, system {un['system'] or 0:.0f} / {tr['system'] or 0:.0f}); "
-        f"WAL per transaction: {R['insert_wal_bytes_untracked']['value']:.0f} / "
-        f"{R['insert_wal_bytes_tracked']['value']:.0f} bytes, "
-        f"{R['insert_wal_bytes_tracked_worker_running']['value']:.0f} with the worker's own while it keeps up")
+    un, tr = R["insert_backend_cpu_us_untracked"], R["insert_backend_cpu_us_tracked_worker_stopped"]
+
+    def us(v):
+        return "-" if v is None else f"{v:.0f}"
+    log(f"backend CPU per transaction (untracked / tracked, worker stopped): {us(un['value'])} / "
+        f"{us(tr['value'])} us (user {us(un['user'])} / {us(tr['user'])}, system {us(un['system'])} / "
+        f"{us(tr['system'])}); WAL per transaction: {R['insert_wal_bytes_untracked']['value']:.0f} / "
+        f"{R['insert_wal_bytes_tracked_worker_stopped']['value']:.0f} bytes, "
+        f"{R['insert_wal_bytes_tracked']['value']:.0f} with the worker's own while it keeps up")
 
 
 def p_bulk():
@@ -829,11 +842,12 @@ def table():
         figs.append(row("   its ratio to untracked", v / val("insert_tps_untracked"), "ratio"))
     if val("insert_backend_cpu_us_untracked") is not None:
         figs.append(row("   backend CPU per transaction, untracked", val("insert_backend_cpu_us_untracked"), "us"))
-        figs.append(row("   the same, tracked (trigger alone)", val("insert_backend_cpu_us_tracked"), "us"))
+        figs.append(row("   the same, tracked (trigger alone)", val("insert_backend_cpu_us_tracked_worker_stopped"),
+                        "us"))
         figs.append(row("   WAL per transaction, untracked", val("insert_wal_bytes_untracked"), "bytes"))
-        figs.append(row("   the same, tracked (trigger alone)", val("insert_wal_bytes_tracked"), "bytes"))
-        figs.append(row("   the same, tracked, with the worker's", val("insert_wal_bytes_tracked_worker_running"),
+        figs.append(row("   the same, tracked (trigger alone)", val("insert_wal_bytes_tracked_worker_stopped"),
                         "bytes"))
+        figs.append(row("   the same, tracked, with the worker's", val("insert_wal_bytes_tracked"), "bytes"))
     figs.append(row(f"3. INSERT {SIZES['bulk_rows']:,} rows, untracked", val("bulk_insert_s_untracked"), "s"))
     figs.append(row(f"3. INSERT {SIZES['bulk_rows']:,} rows, tracked", val("bulk_insert_s_tracked"), "s"))
     r = val("bulk_insert_ratio")
