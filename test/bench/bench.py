@@ -189,10 +189,16 @@ def continue_worker(pid):
         os.unlink(STOPPED)
 
 
+def proc_stat(pid):
+    """The fields of /proc/<pid>/stat after the command name: [11] user and
+    [12] system CPU time in clock ticks, [19] the start time."""
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().rsplit(")", 1)[1].split()
+
+
 def cpu_seconds(pid):
     """User + system CPU time the process has used, in seconds."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
+    fields = proc_stat(pid)
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
@@ -231,8 +237,7 @@ class BackendCpu(threading.Thread):
         while pids:
             for pid in list(pids):
                 try:
-                    with open(f"/proc/{pid}/stat") as f:
-                        fields = f.read().rsplit(")", 1)[1].split()
+                    fields = proc_stat(pid)
                 except OSError:
                     fields = None
                 if fields is None or started.setdefault(pid, fields[19]) != fields[19]:
