@@ -1750,7 +1750,14 @@ WebhookWorkerMain(Datum main_arg)
 			/* a round that only records does not hold back the next claim */
 			if (round_claimed)
 				last_round = now;
-			want_round = false;
+
+			/*
+			 * More to claim (a full batch taken, a batch no endpoint wanted,
+			 * a queue set back) is claimed after the gap: no wake-up may be
+			 * coming, with nothing in flight and no commit to announce it.
+			 */
+			want_round = queue_hint && want_events() &&
+				GetCurrentTimestamp() >= backoff_until;
 		}
 
 		start_ready_jobs();

@@ -19,7 +19,15 @@ status=0
 if [ $status -ne 0 ]; then
     [ -f "$work/regression.diffs" ] && cat "$work/regression.diffs"
     for f in "$work"/tmp_check/log/regress_log_*; do
-        [ -f "$f" ] && grep -q "not ok\|Looks like\|died" "$f" && { echo "== $f"; tail -n 80 "$f"; }
+        [ -f "$f" ] && grep -q "not ok\|Looks like\|died" "$f" || continue
+        echo "== $f"; tail -n 80 "$f"
+        # the servers' logs of that test file: what the worker said
+        t=$(basename "$f"); t=${t#regress_log_}
+        for l in "$work"/tmp_check/log/"$t"_*.log; do
+            [ -f "$l" ] || continue
+            echo "== $l (webhook lines, last 60)"
+            grep -i "webhook" "$l" | tail -n 60 || true
+        done
     done
     echo "== tests failed"
 fi

@@ -185,6 +185,18 @@ $node->safe_psql('postgres', "COMMIT PREPARED 'webhook_2pc'");
 ok(wait_until(sub { grep { $_->{body} =~ /"prepared"/ } $recv->deliveries('/anew') }, 15),
 	'an event committed by COMMIT PREPARED arrives, found by the full check');
 
+# A backlog of events no endpoint wants is claimed batch after batch, with
+# no delivery to wake the worker between them: four batches of 500 do not
+# hold up the event behind them until a full check each (10 s apiece).
+$node->safe_psql('postgres', "SELECT webhook.disable_endpoint($anew, 'done')");
+create_endpoint($node, $recv->url('/picky'), events => "'{wanted}'");
+$node->safe_psql('postgres', 'SHOW webhook.batch_size') eq '500' or die 'batch_size is not 500';
+$node->safe_psql('postgres',
+	"SELECT webhook.emit('unwanted', jsonb_build_object('i', g)) FROM generate_series(1, 2000) g");
+$node->safe_psql('postgres', "SELECT webhook.emit('wanted', '{}')");
+ok($recv->wait_for_deliveries(1, '/picky', 3), 'an event behind 2,000 that no endpoint wants arrives within 3 s');
+is($node->safe_psql('postgres', 'SELECT count(*) FROM webhook.queue'), '0', 'and the queue is empty');
+
 $recv->stop;
 $node->stop;
 done_testing();
