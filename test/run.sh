@@ -2,6 +2,7 @@
 # Set up everything the tests need on Debian, build and install the
 # extension, then run the whole suite (pg_regress and TAP) in throwaway
 # clusters. Run as root on a fresh machine, or as a user who can sudo.
+# Arguments go to make: bash test/run.sh REGRESS= PROVE_TESTS=test/t/001_delivery.pl
 set -euo pipefail
 source "$(dirname "$0")/setup.sh"
 
@@ -15,7 +16,7 @@ echo "== testing"
 status=0
 "${as_pg[@]}" env -C "$work" PATH="$PG_BIN:$PATH" \
     pg_virtualenv -v 15 -o shared_preload_libraries=webhook \
-    make installcheck PG_CONFIG=$PG_BIN/pg_config || status=$?
+    make installcheck PG_CONFIG=$PG_BIN/pg_config "$@" || status=$?
 if [ $status -ne 0 ]; then
     [ -f "$work/regression.diffs" ] && cat "$work/regression.diffs"
     for f in "$work"/tmp_check/log/regress_log_*; do
