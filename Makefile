@@ -3,7 +3,7 @@
 EXTENSION = webhook
 EXTVERSION = 0.1
 MODULE_big = webhook
-OBJS = src/webhook.o src/guc.o src/capture.o src/util.o src/signing.o \
+OBJS = src/webhook.o src/guc.o src/capture.o src/owner.o src/util.o src/signing.o \
 	src/http.o src/worker.o src/moderate.o
 DATA = webhook--$(EXTVERSION).sql
 PGFILEDESC = "webhook - row changes as webhook deliveries"
@@ -11,7 +11,7 @@ PGFILEDESC = "webhook - row changes as webhook deliveries"
 SHLIB_LINK += -lcurl
 PG_CPPFLAGS += -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers
 
-REGRESS = install endpoint capture events payload privileges settings moderate trigger
+REGRESS = install endpoint capture events payload privileges settings moderate trigger security
 TAP_TESTS = 1
 PROVE_TESTS = test/t/*.pl
 

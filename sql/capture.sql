@@ -294,26 +294,34 @@ SELECT webhook.untrack('chat.message');
 :sources
 
 --
--- A capture statement that fails (a function it calls was dropped) fails the
--- change, and captures again once the function is back.
+-- What a tracked expression uses cannot be dropped while the tracking stays:
+-- a function, a column (renaming it is fine), a table it reads. Nothing is
+-- lost meanwhile.
 --
 CREATE FUNCTION public.capture_note(note text) RETURNS text LANGUAGE sql AS 'SELECT upper(note)';
-CREATE TABLE chat.notice (id int PRIMARY KEY, note text);
-SELECT webhook.track('chat.notice', 'row', channel => 'public.capture_note(note)');
+CREATE TABLE chat.notice (id int PRIMARY KEY, note text, room int);
+CREATE TABLE chat.room (id int PRIMARY KEY, title text);
+INSERT INTO chat.room VALUES (1, 'lobby');
+SELECT webhook.track('chat.notice', 'row', channel => 'public.capture_note(note)',
+                     chat_type => '(SELECT r.title FROM chat.room r WHERE r.id = room)');
 DROP FUNCTION public.capture_note(text);
-DO $$
-BEGIN
-    INSERT INTO chat.notice VALUES (1, 'lost');
-EXCEPTION WHEN undefined_function THEN
-    RAISE NOTICE 'capture failed: %', SQLERRM;
-END
-$$;
-CREATE FUNCTION public.capture_note(note text) RETURNS text LANGUAGE sql AS 'SELECT upper(note)';
-INSERT INTO chat.notice VALUES (2, 'found');
-SELECT kind, op, update_type, channel, record FROM webhook.queue ORDER BY id;
+\echo :LAST_ERROR_SQLSTATE
+ALTER TABLE chat.notice DROP COLUMN note;
+\echo :LAST_ERROR_SQLSTATE
+ALTER TABLE chat.room DROP COLUMN title;
+\echo :LAST_ERROR_SQLSTATE
+DROP TABLE chat.room;
+\echo :LAST_ERROR_SQLSTATE
+ALTER TABLE chat.notice RENAME COLUMN note TO body;
+ALTER TABLE chat.room RENAME COLUMN title TO name;
+ALTER FUNCTION public.capture_note(text) RENAME TO capture_body;
+SELECT channel, chat_type FROM webhook.source WHERE rel = 'chat.notice'::regclass;
+INSERT INTO chat.notice VALUES (2, 'found', 1);
+SELECT kind, op, update_type, channel, chat_type, record FROM webhook.queue ORDER BY id;
 DELETE FROM webhook.queue;
 SELECT webhook.untrack('chat.notice');
-DROP FUNCTION public.capture_note(text);
+DROP FUNCTION public.capture_body(text);
+DROP TABLE chat.room;
 
 --
 -- The capture statements run with pg_catalog and pg_temp on their path,

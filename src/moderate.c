@@ -93,7 +93,7 @@ field_plan(Trigger *trigger, const char *sql, Oid rowtype)
 	entry = hash_search(moderation_plans, &trigger->tgoid, HASH_FIND, &found);
 	if (found)
 		return entry->plan;
-	plan = SPI_prepare(sql, 1, &rowtype);
+	plan = SPI_prepare(sql, 1, &rowtype);	/* as the table's owner: see below */
 	if (plan == NULL)
 		elog(ERROR, "could not prepare moderation query: %s", SPI_result_code_string(SPI_result));
 	if (SPI_keepplan(plan) != 0)
@@ -214,6 +214,7 @@ webhook_moderate(PG_FUNCTION_ARGS)
 	bool		nulls[3];
 	int			ncols = 0;
 	MemoryContext callctx = CurrentMemoryContext;
+	WebhookUser as_owner;
 
 	if (!CALLED_AS_TRIGGER(fcinfo) ||
 		!TRIGGER_FIRED_BEFORE(trigdata->tg_event) ||
@@ -263,11 +264,16 @@ webhook_moderate(PG_FUNCTION_ARGS)
 				 errdetail("Rows of %s are rejected until it is enabled.", RelationGetRelationName(rel)),
 				 errhint("Enable it with webhook.enable_endpoint().")));
 
-	/* The form fields, computed from the new row. */
+	/*
+	 * The form fields, computed from the new row by the user's expressions:
+	 * as the table's owner, restricted (owner.c), planning included.
+	 */
+	WebhookBecomeUser(rel->rd_rel->relowner, &as_owner);
 	plan = field_plan(trigdata->tg_trigger, SPI_getvalue(m, mdesc, 1), rel->rd_rel->reltype);
 	arg = heap_copy_tuple_as_datum(tuple, RelationGetDescr(rel));
 	if (SPI_execute_plan(plan, &arg, NULL, true, 1) != SPI_OK_SELECT || SPI_processed != 1)
 		elog(ERROR, "could not compute the moderation fields");
+	WebhookRestoreUser(&as_owner);
 	f = SPI_tuptable->vals[0];
 	fdesc = SPI_tuptable->tupdesc;
 

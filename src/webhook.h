@@ -34,6 +34,18 @@ extern void WebhookWakeAtCommit(void);
 extern void WebhookChangedAtCommit(void);
 extern uint64 WebhookChanges(void);
 
+/* owner.c: running user code as its owner (DESIGN section 9) */
+typedef struct WebhookUser
+{
+	Oid			userid;
+	int			sec_context;
+	int			nestlevel;
+} WebhookUser;
+
+extern void WebhookBecomeUser(Oid role, WebhookUser *save);
+extern void WebhookRestoreUser(WebhookUser *save);
+extern Oid	WebhookRelationOwner(Oid relid);
+
 /* worker.c */
 extern void WebhookRegisterWorker(void);
 extern PGDLLEXPORT void WebhookWorkerMain(Datum main_arg);

@@ -36,6 +36,7 @@
 #include "catalog/dependency.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_class.h"
+#include "catalog/pg_proc.h"
 #include "catalog/pg_sequence.h"
 #include "catalog/pg_type.h"
 #include "commands/extension.h"
@@ -88,7 +89,10 @@ typedef struct Endpoint
 	int64		id;				/* hash key */
 	bool		live;			/* verified at the last reload */
 	char	   *url;			/* with ?token= for the channel format */
-	char	   *on_response;	/* regprocedure text, or NULL */
+	Oid			on_response;	/* InvalidOid: none */
+	char	   *format;			/* the format's name */
+	bool		user_format;	/* a user's function, not a built-in */
+	Oid			format_fn;		/* that function; InvalidOid when it is gone */
 	WebhookKey	key;
 	int			nheaders;
 	char	  **headers;		/* "Name: value" lines */
@@ -115,6 +119,7 @@ typedef struct Job
 	WebhookKey *key;			/* handshake: the endpoint's signing key */
 	int			nheaders;		/* handshake: the endpoint's headers */
 	char	  **headers;
+	char	   *render_error;	/* the format function failed: nothing is sent */
 	WebhookRequest req;
 } Job;
 
@@ -183,15 +188,19 @@ static SPIPlanPtr plan_endpoint_fail;
 static SPIPlanPtr plan_endpoint_gone;
 static SPIPlanPtr plan_next_due;
 static SPIPlanPtr plan_purge;
+static SPIPlanPtr plan_render_args;
+static SPIPlanPtr plan_response_args;
 
-/* The body, per format; a user's function goes through _render_custom. */
+/*
+ * The body, per built-in format; NULL for a user's format function, which
+ * render_user_format() calls as its owner.
+ */
 #define RENDER_SQL(ev, ep) \
 	"CASE " ep ".format " \
 	"WHEN 'slackchat' THEN webhook.format_slackchat(" ev ", " ep ")::text " \
 	"WHEN 'channel' THEN webhook.format_channel(" ev ", " ep ")::text " \
 	"WHEN 'phraseanet' THEN webhook.format_phraseanet(" ev ", " ep ")::text " \
-	"WHEN 'supabase' THEN webhook.format_supabase(" ev ", " ep ")::text " \
-	"ELSE webhook._render_custom(" ev ", " ep ") END"
+	"WHEN 'supabase' THEN webhook.format_supabase(" ev ", " ep ")::text END"
 
 /*
  * The claims below take ids with "= ANY (ARRAY (SELECT ... LIMIT n FOR UPDATE
@@ -280,10 +289,22 @@ static const char *sql_handshake_result =
 static const char *sql_release =
 "UPDATE webhook.delivery SET in_flight = false WHERE id = ANY ($1) AND in_flight";
 
+/* The user's functions come as OIDs: NULL, or 0 when they no longer exist. */
 static const char *sql_endpoints =
 "SELECT id, url, format, token, secret, headers::text,"
-"  pg_catalog.to_regprocedure(on_response)::regproc::text"
+"  pg_catalog.to_regprocedure(on_response)::oid,"
+"  CASE WHEN format NOT IN ('slackchat', 'channel', 'phraseanet', 'supabase')"
+"   THEN coalesce(pg_catalog.to_regprocedure(format || '(jsonb, webhook.endpoint)')::oid, 0) END"
 " FROM webhook.endpoint WHERE state = 'verified'";
+
+/* What a user's format function is called with. $1 delivery. */
+static const char *sql_render_args =
+"SELECT d.event, e FROM webhook.delivery d JOIN webhook.endpoint e ON e.id = d.endpoint_id"
+" WHERE d.id = $1";
+
+/* What an on_response function is called with. $1 delivery. */
+static const char *sql_response_args =
+"SELECT d FROM webhook.delivery d WHERE d.id = $1";
 
 static const char *sql_endpoint_ok =
 "UPDATE webhook.endpoint SET failing_since = NULL"
@@ -413,6 +434,8 @@ prepare_plans(Oid queue)
 	prepare(&plan_endpoint_gone, sql_endpoint_gone, 1, t_ids);
 	prepare(&plan_next_due, sql_next_due, 2, t_due);
 	prepare(&plan_purge, sql_purge, 2, t_purge);
+	prepare(&plan_render_args, sql_render_args, 1, t_queued);
+	prepare(&plan_response_args, sql_response_args, 1, t_queued);
 	prepare(&plan_queued, sql_queued, 1, t_queued);
 
 	/* the queue may be a new one: claims start over from its first row */
@@ -527,6 +550,8 @@ getint8(HeapTuple tup, TupleDesc desc, int col)
 	{
 		case INT4OID:
 			return DatumGetInt32(d);
+		case OIDOID:
+			return DatumGetObjectId(d);
 		default:
 			return DatumGetInt64(d);
 	}
@@ -599,7 +624,10 @@ reload_endpoints(void)
 		}
 		ep->live = true;
 		ep->url = delivery_url(getstr(tup, desc, 2), getstr(tup, desc, 3), getstr(tup, desc, 4));
-		ep->on_response = getstr(tup, desc, 7);
+		ep->on_response = (Oid) getint8(tup, desc, 7);
+		ep->format = getstr(tup, desc, 3);
+		ep->user_format = getstr(tup, desc, 8) != NULL;
+		ep->format_fn = (Oid) getint8(tup, desc, 8);
 		if (!WebhookDecodeSecret(secret, &ep->key))
 			ep->live = false;	/* create_endpoint refuses such secrets */
 		WebhookParseHeaders(getstr(tup, desc, 6), &ep->nheaders, &ep->headers);
@@ -621,7 +649,8 @@ reload_endpoints(void)
 		}
 		ep->nready = 0;
 		ep->url = NULL;
-		ep->on_response = NULL;
+		ep->on_response = InvalidOid;
+		ep->format = NULL;
 		ep->headers = NULL;
 		ep->nheaders = 0;
 		if (ep->inflight == 0)
@@ -694,6 +723,114 @@ want_events(void)
 }
 
 /*
+ * Call a user's function (a format or on_response function) as its owner,
+ * restricted (owner.c), in a subtransaction: its result, or NULL with
+ * *error set to what it raised. The result is in the caller's memory
+ * context; jsonb results come as text.
+ */
+static char *
+call_user_function(Oid fn, int nargs, Datum *args, char **error)
+{
+	MemoryContext old = CurrentMemoryContext;
+	ResourceOwner owner = CurrentResourceOwner;
+	char	   *volatile result = NULL;
+
+	*error = NULL;
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(old);
+	PG_TRY();
+	{
+		LOCAL_FCINFO(fcinfo, 4);
+		FmgrInfo	flinfo;
+		WebhookUser save;
+		HeapTuple	tup = SearchSysCache1(PROCOID, ObjectIdGetDatum(fn));
+		Oid			fn_owner;
+		Datum		d;
+
+		if (!HeapTupleIsValid(tup))
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_FUNCTION),
+					 errmsg("function with OID %u does not exist", fn)));
+		fn_owner = ((Form_pg_proc) GETSTRUCT(tup))->proowner;
+		ReleaseSysCache(tup);
+
+		Assert(nargs <= 4);
+		WebhookBecomeUser(fn_owner, &save);
+		fmgr_info(fn, &flinfo);
+		InitFunctionCallInfoData(*fcinfo, &flinfo, nargs, InvalidOid, NULL, NULL);
+		for (int i = 0; i < nargs; i++)
+		{
+			fcinfo->args[i].value = args[i];
+			fcinfo->args[i].isnull = false;
+		}
+		d = FunctionCallInvoke(fcinfo);
+		if (!fcinfo->isnull && get_func_rettype(fn) == JSONBOID)
+			result = JsonbToCString(NULL, &DatumGetJsonbP(d)->root, -1);
+		else if (!fcinfo->isnull)
+			result = "";
+		WebhookRestoreUser(&save);
+		ReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(old);
+		CurrentResourceOwner = owner;
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(old);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(old);
+		CurrentResourceOwner = owner;
+		*error = pstrdup(edata->message);
+		FreeErrorData(edata);
+		result = NULL;
+	}
+	PG_END_TRY();
+	return result;
+}
+
+/*
+ * Render a delivery's body with its endpoint's format function. When the
+ * function is gone, fails or returns NULL, nothing is sent: the job carries
+ * the error, and is recorded as failed (DESIGN section 9).
+ */
+static void
+render_user_format(Job *job, Endpoint *ep)
+{
+	Datum		arg = Int64GetDatum(job->id);
+	char	   *error = NULL;
+	char	   *body = NULL;
+
+	if (!OidIsValid(ep->format_fn))
+		error = psprintf("format function %s(jsonb, webhook.endpoint) does not exist", ep->format);
+	else
+	{
+		Datum		args[2];
+		bool		isnull;
+
+		if (SPI_execute_plan(plan_render_args, &arg, NULL, false, 1) != SPI_OK_SELECT ||
+			SPI_processed != 1)
+			elog(ERROR, "could not read delivery %lld", (long long) job->id);
+		args[0] = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+		args[1] = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull);
+		body = call_user_function(ep->format_fn, 2, args, &error);
+		if (error)
+			error = psprintf("format function %s failed: %s", ep->format, error);
+		else if (body == NULL)
+			error = psprintf("format function %s returned NULL", ep->format);
+	}
+	if (error)
+		job->render_error = MemoryContextStrdup(worker_ctx, error);
+	else
+	{
+		job->body = MemoryContextStrdup(worker_ctx, body);
+		job->body_len = strlen(body);
+	}
+}
+
+/*
  * Make jobs from claimed delivery rows; they join ready lists after commit.
  * A fan-out's rows also say how many queue rows it claimed (column 6), and
  * whether the delivery is held in memory (column 7): the others wait in the
@@ -707,6 +844,8 @@ collect_jobs(dlist_head *claimed, int64 *queue_rows, int64 *max_event)
 	int			n = 0;
 	TupleDesc	desc = SPI_tuptable->tupdesc;
 	bool		fanout = desc->natts >= 7;
+	List	   *unrendered = NIL;
+	ListCell   *lc;
 	MemoryContext old = MemoryContextSwitchTo(worker_ctx);
 
 	for (i = 0; i < SPI_processed; i++)
@@ -732,10 +871,25 @@ collect_jobs(dlist_head *claimed, int64 *queue_rows, int64 *max_event)
 		body = SPI_getvalue(tup, desc, 5);
 		job->body = body;
 		job->body_len = body ? strlen(body) : 0;
+		if (body == NULL)
+			unrendered = lappend(unrendered, job);
 		dlist_push_tail(claimed, &job->node);
 		n++;
 	}
 	MemoryContextSwitchTo(old);
+
+	/* bodies of users' formats, once SPI_tuptable is read */
+	foreach(lc, unrendered)
+	{
+		Job		   *job = lfirst(lc);
+		Endpoint   *ep = hash_search(endpoints, &job->endpoint_id, HASH_FIND, NULL);
+
+		if (ep && ep->live && ep->user_format)
+			render_user_format(job, ep);
+		else
+			job->render_error = MemoryContextStrdup(worker_ctx, "no body was rendered");
+	}
+	list_free(unrendered);
 	return n;
 }
 
@@ -748,6 +902,14 @@ enqueue_jobs(dlist_head *claimed)
 		Job		   *job = dlist_container(Job, node, dlist_pop_head_node(claimed));
 		Endpoint   *ep = hash_search(endpoints, &job->endpoint_id, HASH_FIND, NULL);
 
+		if (job->render_error)
+		{
+			/* nothing to send: recorded as failed by the next round */
+			if (nfinished++ == 0)
+				first_finished_at = GetCurrentTimestamp();
+			dlist_push_tail(&finished, &job->node);
+			continue;
+		}
 		if (ep == NULL || !ep->live)
 		{
 			/* cannot happen: the claim joined the endpoints of this round */
@@ -778,6 +940,8 @@ free_job(Job *job)
 	WebhookHttpRelease(&job->req);
 	if (job->body)
 		pfree(job->body);
+	if (job->render_error)
+		pfree(job->render_error);
 	pfree(job);
 }
 
@@ -912,57 +1076,38 @@ allow_seqscans(bool on)
 							 GUC_ACTION_LOCAL, true, 0, false);
 }
 
-/* Call the endpoint's on_response function in a subtransaction; the error text, or NULL. */
+/*
+ * Call an on_response function as its owner (call_user_function), with the
+ * delivery as recorded; the error text, or NULL.
+ */
 static char *
-call_on_response(Job *job, const char *fn, int status, const char *headers, const char *body)
+call_on_response(Job *job, Oid fn, int status, const char *headers, const char *body)
 {
-	MemoryContext old = CurrentMemoryContext;
-	ResourceOwner owner = CurrentResourceOwner;
-	char	   *volatile err = NULL;
-	char	   *sql;
+	Datum		arg = Int64GetDatum(job->id);
+	Datum		args[4];
+	bool		isnull;
+	char	   *error;
 
-	sql = psprintf("SELECT %s(d, $1, $2::jsonb, $3) FROM webhook.delivery d WHERE d.id = %lld",
-				   fn, (long long) job->id);
-	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(old);
-	PG_TRY();
-	{
-		Oid			types[] = {INT4OID, TEXTOID, TEXTOID};
-		Datum		vals[3];
-		char		nulls[3] = {' ', ' ', ' '};
-
-		vals[0] = Int32GetDatum(status);
-		vals[1] = CStringGetTextDatum(headers);
-		vals[2] = CStringGetTextDatum(body);
-		SPI_execute_with_args(sql, 3, types, vals, nulls, false, 0);
-		ReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(old);
-		CurrentResourceOwner = owner;
-	}
-	PG_CATCH();
-	{
-		ErrorData  *edata;
-
-		MemoryContextSwitchTo(old);
-		edata = CopyErrorData();
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(old);
-		CurrentResourceOwner = owner;
-		err = psprintf("on_response %s failed: %s", fn, edata->message);
-		FreeErrorData(edata);
-	}
-	PG_END_TRY();
-	return err;
+	if (SPI_execute_plan(plan_response_args, &arg, NULL, false, 1) != SPI_OK_SELECT ||
+		SPI_processed != 1)
+		elog(ERROR, "could not read delivery %lld", (long long) job->id);
+	args[0] = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	args[1] = Int32GetDatum(status);
+	args[2] = DirectFunctionCall1(jsonb_in, CStringGetDatum(headers));
+	args[3] = CStringGetTextDatum(body);
+	(void) call_user_function(fn, 4, args, &error);
+	if (error == NULL)
+		return NULL;
+	return psprintf("on_response %s failed: %s", get_func_name(fn), error);
 }
 
 /* The endpoint's on_response function, if it has one. */
-static const char *
+static Oid
 ep_on_response(int64 endpoint_id)
 {
 	Endpoint   *ep = hash_search(endpoints, &endpoint_id, HASH_FIND, NULL);
 
-	return ep ? ep->on_response : NULL;
+	return ep ? ep->on_response : InvalidOid;
 }
 
 /* Record the finished requests in the current transaction. */
@@ -1055,6 +1200,15 @@ record_results(dlist_head *done)
 
 		ids[n] = Int64GetDatum(job->id);
 		dur[n] = Int64GetDatum(req->duration_us);
+		if (job->render_error)
+		{
+			/* not sent: failed at once, not the endpoint's fault, redeliver once fixed */
+			status[n] = CStringGetTextDatum("failed");
+			n_delay[n] = n_rs[n] = n_rh[n] = n_rb[n] = true;
+			err[n] = CStringGetTextDatum(job->render_error);
+			n++;
+			continue;
+		}
 		if (got_response)
 		{
 			rs[n] = Int32GetDatum((int32) req->status);
@@ -1067,7 +1221,7 @@ record_results(dlist_head *done)
 			error = pstrdup(WebhookHttpError(req));
 		}
 
-		if (got_response && ep_on_response(job->endpoint_id))
+		if (got_response && OidIsValid(ep_on_response(job->endpoint_id)))
 		{
 			calls[ncalls].job = job;
 			calls[ncalls].headers = hjson;
@@ -1438,11 +1592,12 @@ round_body(dlist_head *recording, dlist_head *claimed, dlist_head *handshakes,
 				elog(ERROR, "could not fan out queued events");
 			if (SPI_processed > 0)
 			{
+				uint64		made = SPI_processed;
 				int			held = collect_jobs(claimed, &queue_rows, &max_event);
 
 				queue_hint = queue_rows >= events;
 				/* deliveries for endpoints without room wait in the table */
-				if ((uint64) held < SPI_processed)
+				if ((uint64) held < made)
 					retry_hint = due_stale = true;
 			}
 			else
@@ -1669,6 +1824,12 @@ WebhookWorkerMain(Datum main_arg)
 	SetConfigOption("jit", "off", PGC_SUSET, PGC_S_OVERRIDE);
 	/* each statement must see what committed before it: claims, reloads */
 	SetConfigOption("default_transaction_isolation", "read committed", PGC_SUSET, PGC_S_OVERRIDE);
+	/*
+	 * Its own statements name everything with its schema: no object a user
+	 * creates may stand in for one of them (a user's function runs with
+	 * this path too, or with its own SET search_path).
+	 */
+	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET, PGC_S_SESSION);
 
 	/*
 	 * Every round allocates and frees blocks of a megabyte or more (SPI

@@ -28,7 +28,7 @@ $node->safe_psql('postgres', q{
 	CREATE TABLE audit (id int PRIMARY KEY, action text, note text);
 	SELECT webhook.track('audit', kind => 'row');
 	CREATE FUNCTION quick_reply(d webhook.delivery, status integer, headers jsonb, body text)
-	RETURNS void LANGUAGE plpgsql AS $$
+	RETURNS void LANGUAGE plpgsql SET search_path = public AS $$
 	BEGIN
 	    IF status = 200 AND headers->>'x-quick-reply' = 'true'
 	       AND d.event->>'update_type' = 'message_created'
