@@ -143,6 +143,10 @@ CREATE FUNCTION webhook._table_name(rel regclass) RETURNS text
 CREATE FUNCTION webhook._schema_name(rel regclass) RETURNS text
     LANGUAGE c STRICT STABLE PARALLEL SAFE AS 'MODULE_PATHNAME', 'webhook_schema_name';
 
+-- Why no worker delivers this database's events; NULL when one does.
+CREATE FUNCTION webhook._served() RETURNS text
+    LANGUAGE c STABLE AS 'MODULE_PATHNAME', 'webhook_served';
+
 -- Wake the worker at commit; recheck: a delivery was made due (redeliver).
 CREATE FUNCTION webhook._wake(recheck boolean = false) RETURNS void
     LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'webhook_wake';
@@ -418,7 +422,9 @@ BEGIN
             -- not nullif(), which returns an oid: the text is the qualified signature
             CASE WHEN create_endpoint.on_response <> 0 THEN create_endpoint.on_response::text END,
             CASE WHEN create_endpoint.verify THEN 'pending' ELSE 'verified' END,
-            CASE WHEN create_endpoint.verify THEN NULL ELSE 'verification skipped (verify => false)' END,
+            -- NULL, or why nothing will happen: no worker serves this database
+            CASE WHEN create_endpoint.verify THEN webhook._served()
+                 ELSE concat_ws('; ', 'verification skipped (verify => false)', webhook._served()) END,
             CASE WHEN create_endpoint.verify THEN NULL ELSE now() END,
             CASE WHEN create_endpoint.verify THEN now() END)
     RETURNING * INTO r;
@@ -483,13 +489,13 @@ BEGIN
                    OR (r.verify AND NOT old.verify);
     IF NOT r.verify AND old.state IN ('pending', 'unverified') THEN
         r.state := 'verified';
-        r.state_reason := 'verification skipped (verify => false)';
+        r.state_reason := concat_ws('; ', 'verification skipped (verify => false)', webhook._served());
         r.verified_at := now();
         r.verify_next_at := NULL;
     ELSIF rehandshake AND r.verify AND old.state <> 'disabled' THEN
         -- a disabled endpoint stays disabled: webhook.enable_endpoint() runs the handshake
         r.state := 'pending';
-        r.state_reason := NULL;
+        r.state_reason := webhook._served();
         r.verified_at := NULL;
         r.verify_attempts := 0;
         r.verify_next_at := now();
@@ -542,7 +548,7 @@ BEGIN
                   HINT = 'webhook.enable_endpoint() enables it and runs the handshake.';
     END IF;
     UPDATE webhook.endpoint e
-       SET state = 'pending', state_reason = NULL, verified_at = NULL, verify_attempts = 0,
+       SET state = 'pending', state_reason = webhook._served(), verified_at = NULL, verify_attempts = 0,
            verify_next_at = now(), updated_at = now()
      WHERE e.id = r.id;
     PERFORM webhook._wake();
@@ -560,7 +566,8 @@ BEGIN
     -- a disabled or unverified endpoint proves itself again before it gets events
     UPDATE webhook.endpoint e
        SET state = CASE WHEN r.verify THEN 'pending' ELSE 'verified' END,
-           state_reason = CASE WHEN r.verify THEN NULL ELSE 'verification skipped (verify => false)' END,
+           state_reason = CASE WHEN r.verify THEN webhook._served()
+                               ELSE concat_ws('; ', 'verification skipped (verify => false)', webhook._served()) END,
            verified_at = CASE WHEN r.verify THEN NULL ELSE now() END,
            verify_attempts = 0,
            verify_next_at = CASE WHEN r.verify THEN now() END,
@@ -1269,6 +1276,10 @@ BEGIN
     IF NOT 'webhook' = ANY (string_to_array(replace(current_setting('shared_preload_libraries'), ' ', ''), ',')) THEN
         RAISE WARNING 'webhook is not in shared_preload_libraries: events are queued but not delivered'
             USING HINT = 'Add webhook to shared_preload_libraries and restart the server.';
+    ELSIF webhook._served() IS NOT NULL THEN
+        RAISE WARNING '%: events are queued but not delivered', webhook._served()
+            USING HINT = format('Set webhook.database_name = %s in postgresql.conf and restart the server.',
+                                quote_literal(current_database()));
     END IF;
 END
 $$;
