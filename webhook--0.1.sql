@@ -756,6 +756,24 @@ SELECT pg_catalog.format('%I.%I', n.nspname, c.relname)
  WHERE c.oid = rel
 $$;
 
+-- The tables that carry a tracked table's capture triggers: the table, and
+-- when it is partitioned every partition below it, sub-partitions included.
+-- A statement fires only the statement triggers of the table it names, and
+-- its transition tables hold every row it changed below that table, so each
+-- partition needs the triggers and no row is captured twice. Foreign tables
+-- cannot have transition tables: track() and ATTACH PARTITION refuse them,
+-- and one already there (attached before this check existed) is skipped.
+CREATE FUNCTION webhook._tracked_tables(rel regclass) RETURNS SETOF regclass
+    LANGUAGE sql STABLE AS $$
+SELECT t.relid
+  FROM (SELECT rel AS relid, -1 AS level
+        UNION ALL
+        SELECT p.relid, p.level FROM pg_catalog.pg_partition_tree(rel) AS p
+         WHERE p.relid <> rel) AS t
+ WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid = t.relid AND c.relkind = 'f')
+ ORDER BY t.level, t.relid::oid
+$$;
+
 -- the primary key columns, in key order (NULL when there is none)
 CREATE FUNCTION webhook._primary_key(rel regclass) RETURNS text[]
     LANGUAGE sql STABLE AS $$
@@ -887,15 +905,36 @@ BEGIN
 END
 $$;
 
--- Drop the capture triggers of a table.
+-- Drop the capture triggers of a table (and of its partitions).
 CREATE FUNCTION webhook._drop_triggers(rel regclass) RETURNS void
     LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     t name;
+    r regclass;
 BEGIN
-    FOR t IN SELECT tgname FROM pg_trigger
-              WHERE tgrelid = rel AND tgname IN ('webhook_insert', 'webhook_update', 'webhook_delete') LOOP
-        EXECUTE format('DROP TRIGGER %I ON %s', t, webhook._qualified(rel));
+    FOR t, r IN SELECT tgname, tgrelid FROM pg_trigger
+                 WHERE tgrelid IN (SELECT webhook._tracked_tables(rel))
+                   AND tgname IN ('webhook_insert', 'webhook_update', 'webhook_delete') LOOP
+        EXECUTE format('DROP TRIGGER %I ON %s', t, webhook._qualified(r));
+    END LOOP;
+END
+$$;
+
+-- Drop the capture triggers no tracked table accounts for: those of a
+-- partition detached from a tracked table, or of a table whose source was
+-- forgotten.
+CREATE FUNCTION webhook._drop_stale_triggers() RETURNS void
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    t name;
+    r regclass;
+BEGIN
+    FOR t, r IN SELECT x.tgname, x.tgrelid FROM pg_trigger x
+                 WHERE x.tgfoid = 'webhook._capture()'::regprocedure
+                   AND x.tgname IN ('webhook_insert', 'webhook_update', 'webhook_delete')
+                   AND NOT EXISTS (SELECT 1 FROM webhook.source s
+                                    WHERE x.tgrelid IN (SELECT webhook._tracked_tables(s.rel))) LOOP
+        EXECUTE format('DROP TRIGGER %I ON %s', t, webhook._qualified(r));
     END LOOP;
 END
 $$;
@@ -908,7 +947,9 @@ DECLARE
     op text;
     sql text;
     qrel text;
+    t regclass;
 BEGIN
+    PERFORM webhook._drop_stale_triggers();
     FOR s IN SELECT * FROM webhook.source ORDER BY id LOOP
         UPDATE webhook.source x
            SET insert_sql = webhook._capture_sql(s, 'INSERT'),
@@ -922,16 +963,103 @@ BEGIN
             -- Check the statement against the table itself: errors surface here, not at the first insert.
             EXECUTE 'EXPLAIN ' || replace(replace(sql, 'FROM webhook_new ', 'FROM ' || qrel || ' '),
                                           'FROM webhook_old ', 'FROM ' || qrel || ' ');
-            IF EXISTS (SELECT 1 FROM pg_trigger t WHERE t.tgrelid = s.rel AND t.tgname = 'webhook_' || lower(op)) THEN
-                EXECUTE format('DROP TRIGGER %I ON %s', 'webhook_' || lower(op), qrel);
-            END IF;
-            EXECUTE format('CREATE TRIGGER %I AFTER %s ON %s REFERENCING %s TABLE AS %I FOR EACH STATEMENT EXECUTE FUNCTION webhook._capture(%L)',
-                           'webhook_' || lower(op), op, qrel,
-                           CASE op WHEN 'DELETE' THEN 'OLD' WHEN 'INSERT' THEN 'NEW' ELSE 'OLD TABLE AS webhook_old NEW' END,
-                           CASE op WHEN 'DELETE' THEN 'webhook_old' ELSE 'webhook_new' END,
-                           s.id);
+            -- the same triggers, naming the same source, on each partition
+            FOR t IN SELECT webhook._tracked_tables(s.rel) LOOP
+                IF EXISTS (SELECT 1 FROM pg_trigger x WHERE x.tgrelid = t AND x.tgname = 'webhook_' || lower(op)) THEN
+                    EXECUTE format('DROP TRIGGER %I ON %s', 'webhook_' || lower(op), webhook._qualified(t));
+                END IF;
+                EXECUTE format('CREATE TRIGGER %I AFTER %s ON %s REFERENCING %s TABLE AS %I FOR EACH STATEMENT EXECUTE FUNCTION webhook._capture(%L)',
+                               'webhook_' || lower(op), op, webhook._qualified(t),
+                               CASE op WHEN 'DELETE' THEN 'OLD' WHEN 'INSERT' THEN 'NEW' ELSE 'OLD TABLE AS webhook_old NEW' END,
+                               CASE op WHEN 'DELETE' THEN 'webhook_old' ELSE 'webhook_new' END,
+                               s.id);
+            END LOOP;
         END LOOP;
     END LOOP;
+END
+$$;
+
+-- Refuse what track() could not capture whole: a partition on its own (a
+-- statement on its partitioned table fires only that table's triggers, so its
+-- changes through that table would be lost), or a partition tree holding a
+-- foreign table or a table tracked on its own.
+CREATE FUNCTION webhook._check_trackable(rel regclass) RETURNS void
+    LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    root regclass;
+    tracked regclass;
+    part regclass;
+BEGIN
+    IF (SELECT c.relispartition FROM pg_class c WHERE c.oid = rel) THEN
+        SELECT a.relid INTO root FROM pg_partition_ancestors(rel) a
+          JOIN pg_class c ON c.oid = a.relid WHERE NOT c.relispartition;
+        SELECT s.rel INTO tracked FROM webhook.source s
+         WHERE s.rel IN (SELECT a.relid FROM pg_partition_ancestors(_check_trackable.rel) a);
+        IF tracked IS NOT NULL THEN
+            RAISE EXCEPTION 'table % is a partition of tracked table %', rel, tracked
+                USING ERRCODE = 'duplicate_object',
+                      HINT = format('Its changes are captured already, as events of %s.', tracked);
+        END IF;
+        RAISE EXCEPTION 'cannot track partition % on its own', rel
+            USING ERRCODE = 'feature_not_supported',
+                  DETAIL = format('A statement on %s fires only that table''s triggers: its changes to %s would not be captured.', root, rel),
+                  HINT = format('Track %s: that captures the changes to every partition.', root);
+    END IF;
+    SELECT p.relid INTO part FROM pg_partition_tree(rel) p JOIN pg_class c ON c.oid = p.relid
+     WHERE c.relkind = 'f' ORDER BY p.level, p.relid::oid LIMIT 1;
+    IF part IS NOT NULL THEN
+        RAISE EXCEPTION 'cannot track %: its partition % is a foreign table', rel, part
+            USING ERRCODE = 'feature_not_supported',
+                  DETAIL = 'Capture reads transition tables, which PostgreSQL does not collect for foreign tables.',
+                  HINT = format('Detach %s first.', part);
+    END IF;
+    -- only an older version let a partition be tracked
+    SELECT s.rel INTO part FROM webhook.source s
+     WHERE s.rel IN (SELECT p.relid FROM pg_partition_tree(_check_trackable.rel) p
+                      WHERE p.relid <> _check_trackable.rel)
+     ORDER BY s.id LIMIT 1;
+    IF part IS NOT NULL THEN
+        RAISE EXCEPTION 'partition % of % is tracked on its own', part, rel
+            USING ERRCODE = 'duplicate_object',
+                  HINT = format('Untrack %s first.', part);
+    END IF;
+END
+$$;
+
+-- After CREATE TABLE ... PARTITION OF and ALTER TABLE ... ATTACH PARTITION
+-- (objs: the objects of the command): refuse a table tracked on its own as a
+-- partition, and a foreign table in a tracked table's partition tree, as
+-- track() does. Changes to either would be lost, or fail.
+CREATE FUNCTION webhook._check_partitions(objs oid[]) RETURNS void
+    LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    part regclass;
+    parent regclass;
+BEGIN
+    SELECT s.rel, i.inhparent INTO part, parent FROM webhook.source s
+      JOIN pg_inherits i ON i.inhrelid = s.rel
+      JOIN pg_class c ON c.oid = s.rel AND c.relispartition
+     WHERE i.inhparent = ANY (objs)
+     ORDER BY s.id LIMIT 1;
+    IF part IS NOT NULL THEN
+        RAISE EXCEPTION 'tracked table % cannot be a partition of %', part, parent
+            USING ERRCODE = 'feature_not_supported',
+                  DETAIL = 'A statement on a partitioned table fires only that table''s triggers.',
+                  HINT = format('Untrack %s first, and track the partitioned table: that captures the changes to every partition.', part);
+    END IF;
+    -- the tree under the new partition's parent: a sub-partition may hold one
+    SELECT t.relid, s.rel INTO part, parent FROM pg_inherits i
+     CROSS JOIN LATERAL pg_partition_tree(i.inhparent) t
+      JOIN pg_class c ON c.oid = t.relid AND c.relkind = 'f'
+      JOIN webhook.source s ON s.rel IN (SELECT a.relid FROM pg_partition_ancestors(i.inhparent) a)
+     WHERE i.inhrelid = ANY (objs) OR i.inhparent = ANY (objs)
+     ORDER BY t.relid::oid LIMIT 1;
+    IF part IS NOT NULL THEN
+        RAISE EXCEPTION 'foreign table % cannot be a partition of tracked table %', part, parent
+            USING ERRCODE = 'feature_not_supported',
+                  DETAIL = 'Capture reads transition tables, which PostgreSQL does not collect for foreign tables.',
+                  HINT = format('Untrack %s first.', parent);
+    END IF;
 END
 $$;
 
@@ -971,6 +1099,8 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'Use message, reaction, attachment, keyword_argument or row.';
     END IF;
+    -- partitions on their own
+    PERFORM webhook._check_trackable(rel);
     SELECT c.relkind INTO relkind FROM pg_class c WHERE c.oid = track.rel;
     IF relkind NOT IN ('r', 'p') THEN
         RAISE EXCEPTION '% is not a table', rel
@@ -1109,6 +1239,7 @@ BEGIN
     IF to_regclass('webhook.moderation') IS NOT NULL THEN
         DELETE FROM webhook.moderation m WHERE m.rel::oid = ANY (dropped);
     END IF;
+    -- a dropped partition of a tracked table takes its triggers along: nothing to do
     IF NOT EXISTS (SELECT 1 FROM webhook.source x WHERE x.rel::oid = ANY (dropped)) THEN
         RETURN;
     END IF;
@@ -1125,7 +1256,9 @@ $$;
 
 CREATE EVENT TRIGGER webhook_on_drop ON sql_drop EXECUTE FUNCTION webhook._on_drop();
 
--- A renamed tracked table (or schema) gets its statements regenerated.
+-- A renamed tracked table (or schema) gets its statements regenerated; a
+-- partition created in, attached to or detached from a tracked table's
+-- partition tree gets its capture triggers, or loses them.
 -- Only tables that have their capture triggers count: while a dump is being
 -- restored, its primary keys are added before its triggers are created, and
 -- creating them here would make the dump's CREATE TRIGGER fail.
@@ -1135,8 +1268,9 @@ BEGIN
     IF to_regclass('webhook.source') IS NULL THEN
         RETURN;
     END IF;
+    PERFORM webhook._check_partitions(ARRAY(SELECT d.objid FROM pg_event_trigger_ddl_commands() d));
     IF EXISTS (SELECT 1 FROM pg_event_trigger_ddl_commands() d
-                 JOIN webhook.source s ON s.rel::oid = d.objid OR d.object_type = 'schema'
+                 JOIN webhook.source s ON d.objid IN (SELECT webhook._tracked_tables(s.rel)) OR d.object_type = 'schema'
                 WHERE EXISTS (SELECT 1 FROM pg_trigger t
                                WHERE t.tgrelid = s.rel AND t.tgname = 'webhook_insert')) THEN
         PERFORM webhook._install_triggers();
@@ -1145,7 +1279,7 @@ END
 $$;
 
 CREATE EVENT TRIGGER webhook_on_alter ON ddl_command_end
-    WHEN TAG IN ('ALTER TABLE', 'ALTER SCHEMA')
+    WHEN TAG IN ('ALTER TABLE', 'ALTER SCHEMA', 'CREATE TABLE', 'CREATE FOREIGN TABLE')
     EXECUTE FUNCTION webhook._on_alter();
 
 --
