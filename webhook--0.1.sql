@@ -939,6 +939,54 @@ BEGIN
 END
 $$;
 
+-- Untrack tables that are gone: their sources, and the tracking (and
+-- triggers) of the children of a gone message table.
+CREATE FUNCTION webhook._untrack_gone(gone oid[]) RETURNS void
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    s webhook.source;
+BEGIN
+    FOR s IN SELECT * FROM webhook.source x
+              WHERE x.parent_rel::oid = ANY (gone) AND NOT x.rel::oid = ANY (gone) LOOP
+        PERFORM webhook._drop_triggers(s.rel);
+    END LOOP;
+    DELETE FROM webhook.source x
+     WHERE x.rel::oid = ANY (gone) OR x.parent_rel::oid = ANY (gone);
+END
+$$;
+
+-- Forget, with a warning, tracked tables and moderation hooks whose table no
+-- longer exists. webhook._on_drop() forgets them as they are dropped, but
+-- event triggers do not fire when disabled, under session_replication_role =
+-- replica, in single-user mode, nor for the temporary tables a session
+-- leaves (which track() refuses, and older versions accepted). A source left
+-- behind named no table and broke every later track() and ALTER TABLE.
+CREATE FUNCTION webhook._forget_dropped() RETURNS void
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    gone oid[];
+    s webhook.source;
+    r regclass;
+BEGIN
+    SELECT array_agg(x.rel::oid ORDER BY x.id) INTO gone FROM webhook.source x
+     WHERE NOT EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = x.rel);
+    FOR s IN SELECT * FROM webhook.source x
+              WHERE x.rel::oid = ANY (gone) OR x.parent_rel::oid = ANY (gone) ORDER BY x.id LOOP
+        RAISE WARNING 'webhook no longer tracks %: %', s.rel,
+                CASE WHEN s.rel::oid = ANY (gone) THEN 'the table was dropped unnoticed'
+                     ELSE format('its message table (OID %s) was dropped unnoticed', s.parent_rel::oid) END
+            USING DETAIL = 'It was dropped while webhook''s event triggers did not fire (disabled, session_replication_role = replica, single-user mode, or a temporary table at the end of its session).';
+    END LOOP;
+    IF gone IS NOT NULL THEN
+        PERFORM webhook._untrack_gone(gone);
+    END IF;
+    FOR r IN DELETE FROM webhook.moderation x
+              WHERE NOT EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = x.rel) RETURNING x.rel LOOP
+        RAISE WARNING 'webhook forgets the moderation hook of %: the table was dropped unnoticed', r;
+    END LOOP;
+END
+$$;
+
 -- Regenerate every source's statements and reinstall its triggers.
 CREATE FUNCTION webhook._install_triggers() RETURNS void
     LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
@@ -949,6 +997,7 @@ DECLARE
     qrel text;
     t regclass;
 BEGIN
+    PERFORM webhook._forget_dropped();
     PERFORM webhook._drop_stale_triggers();
     FOR s IN SELECT * FROM webhook.source ORDER BY id LOOP
         UPDATE webhook.source x
@@ -979,7 +1028,53 @@ BEGIN
 END
 $$;
 
--- Refuse what track() could not capture whole: a partition on its own (a
+-- Refuse what capture and moderation triggers cannot serve: anything but a
+-- permanent (or unlogged) table or partitioned table of the user's. what is
+-- the verb for the messages: track or moderate.
+CREATE FUNCTION webhook._check_relation(rel regclass, what text) RETURNS void
+    LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    c pg_class;
+BEGIN
+    SELECT * INTO c FROM pg_class x WHERE x.oid = rel;
+    IF NOT FOUND THEN
+        -- a regclass given as a number
+        RAISE EXCEPTION 'relation with OID % does not exist', rel::oid USING ERRCODE = 'undefined_table';
+    END IF;
+    IF c.relkind IN ('v', 'm') THEN
+        RAISE EXCEPTION 'cannot % %view %', what, CASE c.relkind WHEN 'm' THEN 'materialized ' ELSE '' END, rel
+            USING ERRCODE = 'wrong_object_type',
+                  HINT = format('%s the table that stores the rows.', initcap(what));
+    END IF;
+    IF c.relkind = 'f' THEN
+        RAISE EXCEPTION 'cannot % foreign table %', what, rel
+            USING ERRCODE = 'feature_not_supported',
+                  DETAIL = 'Its rows are stored, and changed, on another server.',
+                  HINT = format('%s the table on the server that stores the rows.', initcap(what));
+    END IF;
+    IF c.relkind NOT IN ('r', 'p') THEN
+        RAISE EXCEPTION '% is not a table', rel
+            USING ERRCODE = 'wrong_object_type',
+                  HINT = format('Only tables and partitioned tables can be %s.',
+                                CASE what WHEN 'track' THEN 'tracked' ELSE what || 'd' END);
+    END IF;
+    -- FirstNormalObjectId: what initdb made, information_schema included
+    IF c.relnamespace IN ('pg_catalog'::regnamespace, 'pg_toast'::regnamespace) OR c.oid < 16384 THEN
+        RAISE EXCEPTION 'cannot % system catalog %', what, rel
+            USING ERRCODE = 'feature_not_supported',
+                  DETAIL = 'PostgreSQL changes its catalogs without firing triggers.';
+    END IF;
+    IF c.relpersistence = 't' THEN
+        RAISE EXCEPTION 'cannot % temporary table %', what, rel
+            USING ERRCODE = 'feature_not_supported',
+                  DETAIL = 'A temporary table goes at the end of its session without firing the event triggers that keep webhook''s tables in step.',
+                  HINT = 'Use a permanent or unlogged table.';
+    END IF;
+END
+$$;
+
+-- Refuse what track() could not capture whole: a table that cannot carry
+-- capture triggers (webhook._check_relation), a partition on its own (a
 -- statement on its partitioned table fires only that table's triggers, so its
 -- changes through that table would be lost), or a partition tree holding a
 -- foreign table or a table tracked on its own.
@@ -990,6 +1085,7 @@ DECLARE
     tracked regclass;
     part regclass;
 BEGIN
+    PERFORM webhook._check_relation(rel, 'track');
     IF (SELECT c.relispartition FROM pg_class c WHERE c.oid = rel) THEN
         SELECT a.relid INTO root FROM pg_partition_ancestors(rel) a
           JOIN pg_class c ON c.oid = a.relid WHERE NOT c.relispartition;
@@ -1099,8 +1195,10 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'Use message, reaction, attachment, keyword_argument or row.';
     END IF;
-    -- partitions on their own
+    -- temporary tables, views, foreign tables, catalogs, partitions on their own
     PERFORM webhook._check_trackable(rel);
+    -- a table dropped unnoticed must not count below, as a message table
+    PERFORM webhook._forget_dropped();
     SELECT c.relkind INTO relkind FROM pg_class c WHERE c.oid = track.rel;
     IF relkind NOT IN ('r', 'p') THEN
         RAISE EXCEPTION '% is not a table', rel
@@ -1228,7 +1326,6 @@ CREATE FUNCTION webhook._on_drop() RETURNS event_trigger
     LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     dropped oid[];
-    s webhook.source;
 BEGIN
     -- DROP EXTENSION drops webhook.source too
     IF to_regclass('webhook.source') IS NULL THEN
@@ -1244,12 +1341,7 @@ BEGIN
         RETURN;
     END IF;
     -- children of a dropped message table lose their tracking (and triggers) too
-    FOR s IN SELECT * FROM webhook.source x
-              WHERE x.parent_rel::oid = ANY (dropped) AND NOT x.rel::oid = ANY (dropped) LOOP
-        PERFORM webhook._drop_triggers(s.rel);
-    END LOOP;
-    DELETE FROM webhook.source x
-     WHERE x.rel::oid = ANY (dropped) OR x.parent_rel::oid = ANY (dropped);
+    PERFORM webhook._untrack_gone(dropped);
     PERFORM webhook._install_triggers();
 END
 $$;
@@ -1336,9 +1428,7 @@ BEGIN
         RAISE EXCEPTION 'rel, endpoint, action and payload must not be null'
             USING ERRCODE = 'null_value_not_allowed';
     END IF;
-    IF (SELECT c.relkind FROM pg_class c WHERE c.oid = moderate.rel) NOT IN ('r', 'p') THEN
-        RAISE EXCEPTION '% is not a table', rel USING ERRCODE = 'wrong_object_type';
-    END IF;
+    PERFORM webhook._check_relation(rel, 'moderate');
     PERFORM webhook._endpoint(endpoint);
     IF action NOT IN ('publish', 'message') THEN
         RAISE EXCEPTION 'unknown moderation action "%"', action
