@@ -11,7 +11,7 @@ PGFILEDESC = "webhook - row changes as webhook deliveries"
 SHLIB_LINK += -lcurl
 PG_CPPFLAGS += -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers
 
-REGRESS = install endpoint capture events payload privileges settings moderate trigger security
+REGRESS = install endpoint capture events payload privileges settings moderate trigger edges security
 TAP_TESTS = 1
 PROVE_TESTS = test/t/*.pl
 

@@ -169,6 +169,10 @@ CREATE FUNCTION webhook._table_name(rel regclass) RETURNS text
 CREATE FUNCTION webhook._schema_name(rel regclass) RETURNS text
     LANGUAGE c STRICT STABLE PARALLEL SAFE AS 'MODULE_PATHNAME', 'webhook_schema_name';
 
+-- Why no worker delivers this database's events; NULL when one does.
+CREATE FUNCTION webhook._served() RETURNS text
+    LANGUAGE c STABLE AS 'MODULE_PATHNAME', 'webhook_served';
+
 -- Wake the worker at commit; recheck: a delivery was made due (redeliver).
 CREATE FUNCTION webhook._wake(recheck boolean = false) RETURNS void
     LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'webhook_wake';
@@ -459,7 +463,9 @@ BEGIN
             -- not nullif(), which returns an oid: the text is the qualified signature
             CASE WHEN create_endpoint.on_response <> 0 THEN create_endpoint.on_response::text END,
             CASE WHEN create_endpoint.verify THEN 'pending' ELSE 'verified' END,
-            CASE WHEN create_endpoint.verify THEN NULL ELSE 'verification skipped (verify => false)' END,
+            -- NULL, or why nothing will happen: no worker serves this database
+            CASE WHEN create_endpoint.verify THEN webhook._served()
+                 ELSE concat_ws('; ', 'verification skipped (verify => false)', webhook._served()) END,
             CASE WHEN create_endpoint.verify THEN NULL ELSE now() END,
             CASE WHEN create_endpoint.verify THEN now() END)
     RETURNING * INTO r;
@@ -524,13 +530,13 @@ BEGIN
                    OR (r.verify AND NOT old.verify);
     IF NOT r.verify AND old.state IN ('pending', 'unverified') THEN
         r.state := 'verified';
-        r.state_reason := 'verification skipped (verify => false)';
+        r.state_reason := concat_ws('; ', 'verification skipped (verify => false)', webhook._served());
         r.verified_at := now();
         r.verify_next_at := NULL;
     ELSIF rehandshake AND r.verify AND old.state <> 'disabled' THEN
         -- a disabled endpoint stays disabled: webhook.enable_endpoint() runs the handshake
         r.state := 'pending';
-        r.state_reason := NULL;
+        r.state_reason := webhook._served();
         r.verified_at := NULL;
         r.verify_attempts := 0;
         r.verify_next_at := now();
@@ -583,7 +589,7 @@ BEGIN
                   HINT = 'webhook.enable_endpoint() enables it and runs the handshake.';
     END IF;
     UPDATE webhook.endpoint e
-       SET state = 'pending', state_reason = NULL, verified_at = NULL, verify_attempts = 0,
+       SET state = 'pending', state_reason = webhook._served(), verified_at = NULL, verify_attempts = 0,
            verify_next_at = now(), updated_at = now()
      WHERE e.id = r.id;
     PERFORM webhook._wake();
@@ -601,7 +607,8 @@ BEGIN
     -- a disabled or unverified endpoint proves itself again before it gets events
     UPDATE webhook.endpoint e
        SET state = CASE WHEN r.verify THEN 'pending' ELSE 'verified' END,
-           state_reason = CASE WHEN r.verify THEN NULL ELSE 'verification skipped (verify => false)' END,
+           state_reason = CASE WHEN r.verify THEN webhook._served()
+                               ELSE concat_ws('; ', 'verification skipped (verify => false)', webhook._served()) END,
            verified_at = CASE WHEN r.verify THEN NULL ELSE now() END,
            verify_attempts = 0,
            verify_next_at = CASE WHEN r.verify THEN now() END,
@@ -800,6 +807,24 @@ SELECT pg_catalog.array_agg(a.attname::text ORDER BY k.ord)
  WHERE c.conrelid = rel AND c.contype = 'p'
 $$;
 
+-- The tables that carry a tracked table's capture triggers: the table, and
+-- when it is partitioned every partition below it, sub-partitions included.
+-- A statement fires only the statement triggers of the table it names, and
+-- its transition tables hold every row it changed below that table, so each
+-- partition needs the triggers and no row is captured twice. Foreign tables
+-- cannot have transition tables: track() and ATTACH PARTITION refuse them,
+-- and one already there (attached before this check existed) is skipped.
+CREATE FUNCTION webhook._tracked_tables(rel regclass) RETURNS SETOF regclass
+    LANGUAGE sql STABLE AS $$
+SELECT t.relid
+  FROM (SELECT rel AS relid, -1 AS level
+        UNION ALL
+        SELECT p.relid, p.level FROM pg_catalog.pg_partition_tree(rel) AS p
+         WHERE p.relid <> rel) AS t
+ WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid = t.relid AND c.relkind = 'f')
+ ORDER BY t.level, t.relid::oid
+$$;
+
 -- An expression of a source as SQL over the alias given (NULL: as the
 -- source shows it, unprefixed), or 'NULL::<type>' when there is none.
 CREATE FUNCTION webhook._expr_sql(node text, rel regclass, alias text, otherwise text = NULL) RETURNS text
@@ -927,15 +952,84 @@ BEGIN
 END
 $$;
 
--- Drop the capture triggers of a table.
+-- Drop the capture triggers of a table (and of its partitions).
 CREATE FUNCTION webhook._drop_triggers(rel regclass) RETURNS void
     LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     t name;
+    r regclass;
 BEGIN
-    FOR t IN SELECT tgname FROM pg_trigger
-              WHERE tgrelid = rel AND tgname IN ('webhook_insert', 'webhook_update', 'webhook_delete') LOOP
-        EXECUTE format('DROP TRIGGER %I ON %s', t, webhook._qualified(rel));
+    FOR t, r IN SELECT tgname, tgrelid FROM pg_trigger
+                 WHERE tgrelid IN (SELECT webhook._tracked_tables(rel))
+                   AND tgname IN ('webhook_insert', 'webhook_update', 'webhook_delete') LOOP
+        EXECUTE format('DROP TRIGGER %I ON %s', t, webhook._qualified(r));
+    END LOOP;
+END
+$$;
+
+-- Drop the capture triggers no tracked table accounts for: those of a
+-- partition detached from a tracked table, or of a table whose source was
+-- forgotten.
+CREATE FUNCTION webhook._drop_stale_triggers() RETURNS void
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    t name;
+    r regclass;
+BEGIN
+    FOR t, r IN SELECT x.tgname, x.tgrelid FROM pg_trigger x
+                 WHERE x.tgfoid = 'webhook._capture()'::regprocedure
+                   AND x.tgname IN ('webhook_insert', 'webhook_update', 'webhook_delete')
+                   AND NOT EXISTS (SELECT 1 FROM webhook.source s
+                                    WHERE x.tgrelid IN (SELECT webhook._tracked_tables(s.rel))) LOOP
+        EXECUTE format('DROP TRIGGER %I ON %s', t, webhook._qualified(r));
+    END LOOP;
+END
+$$;
+
+-- Untrack tables that are gone: their sources, and the tracking (and
+-- triggers) of the children of a gone message table.
+CREATE FUNCTION webhook._untrack_gone(gone oid[]) RETURNS void
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    s webhook.source;
+BEGIN
+    FOR s IN SELECT * FROM webhook.source x
+              WHERE x.parent_rel::oid = ANY (gone) AND NOT x.rel::oid = ANY (gone) LOOP
+        PERFORM webhook._drop_triggers(s.rel);
+    END LOOP;
+    DELETE FROM webhook.source x
+     WHERE x.rel::oid = ANY (gone) OR x.parent_rel::oid = ANY (gone);
+END
+$$;
+
+-- Forget, with a warning, tracked tables and moderation hooks whose table no
+-- longer exists. webhook._on_drop() forgets them as they are dropped, but
+-- event triggers do not fire when disabled, under session_replication_role =
+-- replica, in single-user mode, nor for the temporary tables a session
+-- leaves (which track() refuses, and older versions accepted). A source left
+-- behind named no table and broke every later track() and ALTER TABLE.
+CREATE FUNCTION webhook._forget_dropped() RETURNS void
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    gone oid[];
+    s webhook.source;
+    r regclass;
+BEGIN
+    SELECT array_agg(x.rel::oid ORDER BY x.id) INTO gone FROM webhook.source x
+     WHERE NOT EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = x.rel);
+    FOR s IN SELECT * FROM webhook.source x
+              WHERE x.rel::oid = ANY (gone) OR x.parent_rel::oid = ANY (gone) ORDER BY x.id LOOP
+        RAISE WARNING 'webhook no longer tracks %: %', s.rel,
+                CASE WHEN s.rel::oid = ANY (gone) THEN 'the table was dropped unnoticed'
+                     ELSE format('its message table (OID %s) was dropped unnoticed', s.parent_rel::oid) END
+            USING DETAIL = 'It was dropped while webhook''s event triggers did not fire (disabled, session_replication_role = replica, single-user mode, or a temporary table at the end of its session).';
+    END LOOP;
+    IF gone IS NOT NULL THEN
+        PERFORM webhook._untrack_gone(gone);
+    END IF;
+    FOR r IN DELETE FROM webhook.moderation x
+              WHERE NOT EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = x.rel) RETURNING x.rel LOOP
+        RAISE WARNING 'webhook forgets the moderation hook of %: the table was dropped unnoticed', r;
     END LOOP;
 END
 $$;
@@ -948,8 +1042,10 @@ CREATE FUNCTION webhook._install_triggers() RETURNS void
 DECLARE
     s webhook.source;
     op text;
-    qrel text;
+    t regclass;
 BEGIN
+    PERFORM webhook._forget_dropped();
+    PERFORM webhook._drop_stale_triggers();
     FOR s IN SELECT * FROM webhook.source ORDER BY id LOOP
         BEGIN
             UPDATE webhook.source x
@@ -975,18 +1071,151 @@ BEGIN
                                               ELSE SQLSTATE END,
                       HINT = format('Call webhook.untrack(%L) first, or track the table with expressions that do not need what changes.', s.rel::text);
         END;
-        qrel := webhook._qualified(s.rel);
         FOREACH op IN ARRAY ARRAY['INSERT', 'UPDATE', 'DELETE'] LOOP
-            IF EXISTS (SELECT 1 FROM pg_trigger t WHERE t.tgrelid = s.rel AND t.tgname = 'webhook_' || lower(op)) THEN
-                EXECUTE format('DROP TRIGGER %I ON %s', 'webhook_' || lower(op), qrel);
-            END IF;
-            EXECUTE format('CREATE TRIGGER %I AFTER %s ON %s REFERENCING %s TABLE AS %I FOR EACH STATEMENT EXECUTE FUNCTION webhook._capture(%L)',
-                           'webhook_' || lower(op), op, qrel,
-                           CASE op WHEN 'DELETE' THEN 'OLD' WHEN 'INSERT' THEN 'NEW' ELSE 'OLD TABLE AS webhook_old NEW' END,
-                           CASE op WHEN 'DELETE' THEN 'webhook_old' ELSE 'webhook_new' END,
-                           s.id);
+            -- the same triggers, naming the same source, on each partition
+            FOR t IN SELECT webhook._tracked_tables(s.rel) LOOP
+                IF EXISTS (SELECT 1 FROM pg_trigger x WHERE x.tgrelid = t AND x.tgname = 'webhook_' || lower(op)) THEN
+                    EXECUTE format('DROP TRIGGER %I ON %s', 'webhook_' || lower(op), webhook._qualified(t));
+                END IF;
+                EXECUTE format('CREATE TRIGGER %I AFTER %s ON %s REFERENCING %s TABLE AS %I FOR EACH STATEMENT EXECUTE FUNCTION webhook._capture(%L)',
+                               'webhook_' || lower(op), op, webhook._qualified(t),
+                               CASE op WHEN 'DELETE' THEN 'OLD' WHEN 'INSERT' THEN 'NEW' ELSE 'OLD TABLE AS webhook_old NEW' END,
+                               CASE op WHEN 'DELETE' THEN 'webhook_old' ELSE 'webhook_new' END,
+                               s.id);
+            END LOOP;
         END LOOP;
     END LOOP;
+END
+$$;
+
+-- Refuse what capture and moderation triggers cannot serve: anything but a
+-- permanent (or unlogged) table or partitioned table of the user's. what is
+-- the verb for the messages: track or moderate.
+CREATE FUNCTION webhook._check_relation(rel regclass, what text) RETURNS void
+    LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    c pg_class;
+BEGIN
+    SELECT * INTO c FROM pg_class x WHERE x.oid = rel;
+    IF NOT FOUND THEN
+        -- a regclass given as a number
+        RAISE EXCEPTION 'relation with OID % does not exist', rel::oid USING ERRCODE = 'undefined_table';
+    END IF;
+    IF c.relkind IN ('v', 'm') THEN
+        RAISE EXCEPTION 'cannot % %view %', what, CASE c.relkind WHEN 'm' THEN 'materialized ' ELSE '' END, rel
+            USING ERRCODE = 'wrong_object_type',
+                  HINT = format('%s the table that stores the rows.', initcap(what));
+    END IF;
+    IF c.relkind = 'f' THEN
+        RAISE EXCEPTION 'cannot % foreign table %', what, rel
+            USING ERRCODE = 'feature_not_supported',
+                  DETAIL = 'Its rows are stored, and changed, on another server.',
+                  HINT = format('%s the table on the server that stores the rows.', initcap(what));
+    END IF;
+    IF c.relkind NOT IN ('r', 'p') THEN
+        RAISE EXCEPTION '% is not a table', rel
+            USING ERRCODE = 'wrong_object_type',
+                  HINT = format('Only tables and partitioned tables can be %s.',
+                                CASE what WHEN 'track' THEN 'tracked' ELSE what || 'd' END);
+    END IF;
+    -- FirstNormalObjectId: what initdb made, information_schema included
+    IF c.relnamespace IN ('pg_catalog'::regnamespace, 'pg_toast'::regnamespace) OR c.oid < 16384 THEN
+        RAISE EXCEPTION 'cannot % system catalog %', what, rel
+            USING ERRCODE = 'feature_not_supported',
+                  DETAIL = 'PostgreSQL changes its catalogs without firing triggers.';
+    END IF;
+    IF c.relpersistence = 't' THEN
+        RAISE EXCEPTION 'cannot % temporary table %', what, rel
+            USING ERRCODE = 'feature_not_supported',
+                  DETAIL = 'A temporary table goes at the end of its session without firing the event triggers that keep webhook''s tables in step.',
+                  HINT = 'Use a permanent or unlogged table.';
+    END IF;
+END
+$$;
+
+-- Refuse what track() could not capture whole: a table that cannot carry
+-- capture triggers (webhook._check_relation), a partition on its own (a
+-- statement on its partitioned table fires only that table's triggers, so its
+-- changes through that table would be lost), or a partition tree holding a
+-- foreign table or a table tracked on its own.
+CREATE FUNCTION webhook._check_trackable(rel regclass) RETURNS void
+    LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    root regclass;
+    tracked regclass;
+    part regclass;
+BEGIN
+    PERFORM webhook._check_relation(rel, 'track');
+    IF (SELECT c.relispartition FROM pg_class c WHERE c.oid = rel) THEN
+        SELECT a.relid INTO root FROM pg_partition_ancestors(rel) a
+          JOIN pg_class c ON c.oid = a.relid WHERE NOT c.relispartition;
+        SELECT s.rel INTO tracked FROM webhook.source s
+         WHERE s.rel IN (SELECT a.relid FROM pg_partition_ancestors(_check_trackable.rel) a);
+        IF tracked IS NOT NULL THEN
+            RAISE EXCEPTION 'table % is a partition of tracked table %', rel, tracked
+                USING ERRCODE = 'duplicate_object',
+                      HINT = format('Its changes are captured already, as events of %s.', tracked);
+        END IF;
+        RAISE EXCEPTION 'cannot track partition % on its own', rel
+            USING ERRCODE = 'feature_not_supported',
+                  DETAIL = format('A statement on %s fires only that table''s triggers: its changes to %s would not be captured.', root, rel),
+                  HINT = format('Track %s: that captures the changes to every partition.', root);
+    END IF;
+    SELECT p.relid INTO part FROM pg_partition_tree(rel) p JOIN pg_class c ON c.oid = p.relid
+     WHERE c.relkind = 'f' ORDER BY p.level, p.relid::oid LIMIT 1;
+    IF part IS NOT NULL THEN
+        RAISE EXCEPTION 'cannot track %: its partition % is a foreign table', rel, part
+            USING ERRCODE = 'feature_not_supported',
+                  DETAIL = 'Capture reads transition tables, which PostgreSQL does not collect for foreign tables.',
+                  HINT = format('Detach %s first.', part);
+    END IF;
+    -- only an older version let a partition be tracked
+    SELECT s.rel INTO part FROM webhook.source s
+     WHERE s.rel IN (SELECT p.relid FROM pg_partition_tree(_check_trackable.rel) p
+                      WHERE p.relid <> _check_trackable.rel)
+     ORDER BY s.id LIMIT 1;
+    IF part IS NOT NULL THEN
+        RAISE EXCEPTION 'partition % of % is tracked on its own', part, rel
+            USING ERRCODE = 'duplicate_object',
+                  HINT = format('Untrack %s first.', part);
+    END IF;
+END
+$$;
+
+-- After CREATE TABLE ... PARTITION OF and ALTER TABLE ... ATTACH PARTITION
+-- (objs: the objects of the command): refuse a table tracked on its own as a
+-- partition, and a foreign table in a tracked table's partition tree, as
+-- track() does. Changes to either would be lost, or fail.
+CREATE FUNCTION webhook._check_partitions(objs oid[]) RETURNS void
+    LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    part regclass;
+    parent regclass;
+BEGIN
+    SELECT s.rel, i.inhparent INTO part, parent FROM webhook.source s
+      JOIN pg_inherits i ON i.inhrelid = s.rel
+      JOIN pg_class c ON c.oid = s.rel AND c.relispartition
+     WHERE i.inhparent = ANY (objs)
+     ORDER BY s.id LIMIT 1;
+    IF part IS NOT NULL THEN
+        RAISE EXCEPTION 'tracked table % cannot be a partition of %', part, parent
+            USING ERRCODE = 'feature_not_supported',
+                  DETAIL = 'A statement on a partitioned table fires only that table''s triggers.',
+                  HINT = format('Untrack %s first, and track the partitioned table: that captures the changes to every partition.', part);
+    END IF;
+    -- the tree under the new partition's parent: a sub-partition may hold one
+    SELECT t.relid, s.rel INTO part, parent FROM pg_inherits i
+     CROSS JOIN LATERAL pg_partition_tree(i.inhparent) t
+      JOIN pg_class c ON c.oid = t.relid AND c.relkind = 'f'
+      JOIN webhook.source s ON s.rel IN (SELECT a.relid FROM pg_partition_ancestors(i.inhparent) a)
+     WHERE i.inhrelid = ANY (objs) OR i.inhparent = ANY (objs)
+     ORDER BY t.relid::oid LIMIT 1;
+    IF part IS NOT NULL THEN
+        RAISE EXCEPTION 'foreign table % cannot be a partition of tracked table %', part, parent
+            USING ERRCODE = 'feature_not_supported',
+                  DETAIL = 'Capture reads transition tables, which PostgreSQL does not collect for foreign tables.',
+                  HINT = format('Untrack %s first.', parent);
+    END IF;
 END
 $$;
 
@@ -1020,7 +1249,6 @@ CREATE FUNCTION webhook._track(rel regclass, kind text, channel text, chat_type 
     message text, parent text, caller_path text) RETURNS void
     LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    relkind "char";
     channel_given boolean := channel IS DISTINCT FROM 'channel_id';
     parent_rel regclass;
     candidates regclass[];
@@ -1040,11 +1268,10 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'Use message, reaction, attachment, keyword_argument or row.';
     END IF;
-    SELECT c.relkind INTO relkind FROM pg_class c WHERE c.oid = _track.rel;
-    IF relkind NOT IN ('r', 'p') THEN
-        RAISE EXCEPTION '% is not a table', rel
-            USING ERRCODE = 'wrong_object_type', HINT = 'Only tables and partitioned tables can be tracked.';
-    END IF;
+    -- temporary tables, views, foreign tables, catalogs, partitions on their own
+    PERFORM webhook._check_trackable(rel);
+    -- a table dropped unnoticed must not count below, as a message table
+    PERFORM webhook._forget_dropped();
     IF (SELECT c.relnamespace FROM pg_class c WHERE c.oid = _track.rel) = 'webhook'::regnamespace THEN
         RAISE EXCEPTION 'cannot track webhook''s own table %', rel USING ERRCODE = 'invalid_parameter_value';
     END IF;
@@ -1219,12 +1446,7 @@ BEGIN
     END LOOP;
     IF EXISTS (SELECT 1 FROM webhook.source x WHERE x.rel::oid = ANY (dropped)) THEN
         -- children of a dropped message table lose their tracking (and triggers) too
-        FOR s IN SELECT * FROM webhook.source x
-                  WHERE x.parent_rel::oid = ANY (dropped) AND NOT x.rel::oid = ANY (dropped) LOOP
-            PERFORM webhook._drop_triggers(s.rel);
-        END LOOP;
-        DELETE FROM webhook.source x
-         WHERE x.rel::oid = ANY (dropped) OR x.parent_rel::oid = ANY (dropped);
+        PERFORM webhook._untrack_gone(dropped);
     ELSIF NOT EXISTS (SELECT 1 FROM pg_event_trigger_dropped_objects() o
                        WHERE o.classid IN ('pg_proc'::regclass, 'pg_type'::regclass,
                                            'pg_operator'::regclass, 'pg_cast'::regclass,
@@ -1260,17 +1482,25 @@ BEGIN
     IF to_regclass('webhook.source') IS NULL THEN
         RETURN;
     END IF;
+    PERFORM webhook._check_partitions(ARRAY(SELECT d.objid FROM pg_event_trigger_ddl_commands() d));
+    -- (a source whose table was dropped unnoticed does not count: regenerating
+    -- forgets it); a new table matters only as a partition of a tracked one
     IF EXISTS (SELECT 1 FROM webhook.source s) AND NOT EXISTS (
            SELECT 1 FROM webhook.source s
             WHERE NOT EXISTS (SELECT 1 FROM pg_trigger t
-                               WHERE t.tgrelid = s.rel AND t.tgname = 'webhook_insert')) THEN
+                               WHERE t.tgrelid = s.rel AND t.tgname = 'webhook_insert')
+              AND EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = s.rel))
+       AND EXISTS (SELECT 1 FROM pg_event_trigger_ddl_commands() d
+                    WHERE d.command_tag LIKE 'ALTER %'
+                       OR EXISTS (SELECT 1 FROM webhook.source s
+                                   WHERE d.objid IN (SELECT webhook._tracked_tables(s.rel)))) THEN
         PERFORM webhook._install_triggers();
     END IF;
 END
 $$;
 
 CREATE EVENT TRIGGER webhook_on_alter ON ddl_command_end
-    WHEN TAG IN ('ALTER TABLE', 'ALTER SCHEMA', 'ALTER FUNCTION', 'ALTER PROCEDURE',
+    WHEN TAG IN ('ALTER TABLE', 'ALTER SCHEMA', 'CREATE TABLE', 'CREATE FOREIGN TABLE', 'ALTER FUNCTION', 'ALTER PROCEDURE',
                  'ALTER ROUTINE', 'ALTER TYPE', 'ALTER DOMAIN', 'ALTER VIEW',
                  'ALTER MATERIALIZED VIEW', 'ALTER FOREIGN TABLE', 'ALTER OPERATOR',
                  'ALTER COLLATION')
@@ -1339,9 +1569,7 @@ BEGIN
         RAISE EXCEPTION 'rel, endpoint, action and payload must not be null'
             USING ERRCODE = 'null_value_not_allowed';
     END IF;
-    IF (SELECT c.relkind FROM pg_class c WHERE c.oid = _moderate_table.rel) NOT IN ('r', 'p') THEN
-        RAISE EXCEPTION '% is not a table', rel USING ERRCODE = 'wrong_object_type';
-    END IF;
+    PERFORM webhook._check_relation(rel, 'moderate');
     PERFORM webhook._endpoint(endpoint);
     IF action NOT IN ('publish', 'message') THEN
         RAISE EXCEPTION 'unknown moderation action "%"', action
@@ -1419,6 +1647,10 @@ BEGIN
     IF NOT 'webhook' = ANY (string_to_array(replace(current_setting('shared_preload_libraries'), ' ', ''), ',')) THEN
         RAISE WARNING 'webhook is not in shared_preload_libraries: events are queued but not delivered'
             USING HINT = 'Add webhook to shared_preload_libraries and restart the server.';
+    ELSIF webhook._served() IS NOT NULL THEN
+        RAISE WARNING '%: events are queued but not delivered', webhook._served()
+            USING HINT = format('Set webhook.database_name = %s in postgresql.conf and restart the server.',
+                                quote_literal(current_database()));
     END IF;
 END
 $$;

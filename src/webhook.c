@@ -13,11 +13,13 @@
 #include "postgres.h"
 
 #include "access/xact.h"
+#include "commands/dbcommands.h"
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "storage/lwlock.h"
 #include "storage/ipc.h"
 #include "storage/shmem.h"
+#include "utils/builtins.h"
 
 #include "guc.h"
 #include "webhook.h"
@@ -101,6 +103,29 @@ void
 WebhookWakeAtCommit(void)
 {
 	wake_pending = true;
+}
+
+/*
+ * Why no worker delivers this database's events, or NULL when one does. The
+ * worker runs only when the library is preloaded, and serves the database
+ * named by webhook.database_name. That setting is superuser-only to SHOW,
+ * hence read here; it is a postmaster setting when preloaded, so this
+ * backend's value is the worker's.
+ */
+PG_FUNCTION_INFO_V1(webhook_served);
+Datum
+webhook_served(PG_FUNCTION_ARGS)
+{
+	char	   *database = get_database_name(MyDatabaseId);
+
+	if (webhook_shared == NULL)
+		PG_RETURN_TEXT_P(cstring_to_text("webhook is not in shared_preload_libraries, so no worker runs"));
+	if (database != NULL && webhook_database_name != NULL &&
+		strcmp(database, webhook_database_name) == 0)
+		PG_RETURN_NULL();
+	PG_RETURN_TEXT_P(cstring_to_text(psprintf("no webhook worker serves database \"%s\" (webhook.database_name is \"%s\")",
+											  database ? database : "?",
+											  webhook_database_name ? webhook_database_name : "")));
 }
 
 /*
