@@ -147,6 +147,42 @@ $node->safe_psql('postgres', "INSERT INTO keep VALUES (1, 'c', 'x'); INSERT INTO
 settle(11, 'after forgetting');
 like(received(), qr/^INSERT public.fresh 1\nINSERT public.keep 1$/m, 'both tables are captured');
 
+# A renamed tracked column is followed; dropping one an expression needs is
+# refused with an error that names the tracking, and nothing is lost.
+$node->safe_psql('postgres', q{
+	CREATE TABLE room (id int PRIMARY KEY, kind text);
+	INSERT INTO room VALUES (7, 'group');
+	CREATE TABLE chatline (id int PRIMARY KEY, room_id int, said text);
+	SELECT webhook.track('chatline', 'message', channel => $$'room-' || room_id$$,
+		chat_type => '(SELECT r.kind FROM room r WHERE r.id = room_id)');
+	ALTER TABLE chatline RENAME COLUMN room_id TO room;
+	ALTER TABLE room RENAME COLUMN kind TO chat_kind;
+	INSERT INTO chatline VALUES (1, 7, 'after the renames');
+});
+settle(12, 'after renaming tracked columns');
+my ($line) = grep { json_decode($_->{body})->{table} eq 'chatline' } $recv->deliveries('/hook');
+is_deeply([ @{ json_decode($line->{body})->{record} }{qw(room said)} ], [ 7, 'after the renames' ],
+	'the renamed column is captured under its new name');
+is($node->safe_psql('postgres', "SELECT channel || ' / ' || chat_type FROM webhook.source WHERE rel = 'chatline'::regclass"),
+	"('room-'::text || room) / (SELECT r.chat_kind AS kind FROM public.room r WHERE (r.id = chatline.room))",
+	'webhook.source shows the expressions as they read now');
+is($node->safe_psql('postgres',
+	q{SELECT (event->>'channel') || ' ' || (event->>'chat_type') FROM webhook.delivery
+	   WHERE event->>'table' = 'chatline' AND event->'record'->>'id' = '1'}),
+	'room-7 group', 'its channel and chat type are computed from the renamed columns');
+($ret, $out, $err) = $node->psql('postgres', 'ALTER TABLE chatline DROP COLUMN room');
+isnt($ret, 0, 'dropping a column the channel expression uses is refused');
+like($err, qr/ERROR:  cannot drop table column public\.chatline\.room: the channel expression of tracked table public\.chatline uses it/,
+	'with an error that names the tracking');
+like($err, qr/HINT:  Call webhook\.untrack\('public\.chatline'\) first, then track the table again without it\./,
+	'and says how to change it');
+($ret, $out, $err) = $node->psql('postgres', 'ALTER TABLE room DROP COLUMN chat_kind');
+like($err, qr/cannot drop table column public\.room\.chat_kind: the chat_type expression of tracked table public\.chatline uses it/,
+	'so is dropping a column of a table the chat_type expression reads');
+$node->safe_psql('postgres', "INSERT INTO chatline VALUES (2, 7, 'still captured')");
+settle(13, 'after the refused drops');
+$node->safe_psql('postgres', "SELECT webhook.untrack('chatline')");
+
 # A database no worker serves: CREATE EXTENSION warns, endpoints say why.
 is($node->safe_psql('postgres', 'SELECT webhook._served() IS NULL'), 't', 'postgres is served');
 $node->safe_psql('postgres', 'CREATE DATABASE other');
