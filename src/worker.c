@@ -294,7 +294,9 @@ static const char *sql_endpoints =
 "SELECT id, url, format, token, secret, headers::text,"
 "  pg_catalog.to_regprocedure(on_response)::oid,"
 "  CASE WHEN format NOT IN ('slackchat', 'channel', 'phraseanet', 'supabase')"
-"   THEN coalesce(pg_catalog.to_regprocedure(format || '(jsonb, webhook.endpoint)')::oid, 0) END"
+"   THEN coalesce((SELECT p.oid FROM pg_catalog.pg_proc p"
+"                  WHERE p.oid = pg_catalog.to_regprocedure(format || '(jsonb, webhook.endpoint)')"
+"                    AND p.prorettype = 'pg_catalog.jsonb'::pg_catalog.regtype), 0) END"
 " FROM webhook.endpoint WHERE state = 'verified'";
 
 /* What a user's format function is called with. $1 delivery. */
@@ -764,10 +766,12 @@ call_user_function(Oid fn, int nargs, Datum *args, char **error)
 			fcinfo->args[i].isnull = false;
 		}
 		d = FunctionCallInvoke(fcinfo);
-		if (!fcinfo->isnull && get_func_rettype(fn) == JSONBOID)
+		if (fcinfo->isnull)
+			result = NULL;
+		else if (get_func_rettype(fn) == JSONBOID)
 			result = JsonbToCString(NULL, &DatumGetJsonbP(d)->root, -1);
-		else if (!fcinfo->isnull)
-			result = "";
+		else
+			result = "";		/* on_response: void */
 		WebhookRestoreUser(&save);
 		ReleaseCurrentSubTransaction();
 		MemoryContextSwitchTo(old);
@@ -804,7 +808,8 @@ render_user_format(Job *job, Endpoint *ep)
 	char	   *body = NULL;
 
 	if (!OidIsValid(ep->format_fn))
-		error = psprintf("format function %s(jsonb, webhook.endpoint) does not exist", ep->format);
+		error = psprintf("format function %s(jsonb, webhook.endpoint) returning jsonb does not exist",
+						 ep->format);
 	else
 	{
 		Datum		args[2];
