@@ -18,8 +18,8 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 use Time::HiRes qw(time usleep);
 
-our @EXPORT = qw(webhook_node start_receiver wait_until json_decode verify_signature
-  slackchat_schema create_endpoint);
+our @EXPORT = qw(webhook_node start_receiver wait_until wait_idle wait_events_done
+  event_id json_decode verify_signature slackchat_schema create_endpoint);
 
 my $json = JSON::PP->new->canonical;
 
@@ -99,11 +99,13 @@ sub create_endpoint
 	return $id;
 }
 
-# Poll $cond (a sub) until it returns true, at most $timeout seconds.
+# Poll $cond (a sub) until it returns true, at most $timeout seconds (by
+# default the TAP suite's own, PG_TEST_TIMEOUT_DEFAULT or 180 s: generous, it
+# only bounds how long a failure takes to show).
 sub wait_until
 {
 	my ($cond, $timeout, $what) = @_;
-	$timeout //= 60;
+	$timeout //= $PostgreSQL::Test::Utils::timeout_default;
 	my $deadline = time() + $timeout;
 	while (time() < $deadline)
 	{
@@ -112,6 +114,40 @@ sub wait_until
 	}
 	diag("timed out after ${timeout}s waiting for " . ($what // 'a condition'));
 	return 0;
+}
+
+# Wait until the worker has nothing left to do: the queue is empty and no
+# delivery is pending, in one snapshot. A delivery that is not pending has its
+# outcome recorded, so its request (if any) was answered and is in the
+# receiver's log; an on_response handler's inserts commit with that record.
+# Only for tests whose endpoints all answer (no retries scheduled).
+sub wait_idle
+{
+	my ($node) = @_;
+	return $node->poll_query_until('postgres',
+		q{SELECT NOT EXISTS (SELECT FROM webhook.queue)
+		     AND NOT EXISTS (SELECT FROM webhook.delivery WHERE status = 'pending')});
+}
+
+# Wait until the events (queue ids, as emit() returns them) are fanned out
+# and every delivery of theirs has an outcome: whatever was sent for them
+# has been answered, and so logged by the receiver.
+sub wait_events_done
+{
+	my ($node, @ids) = @_;
+	my $ids = join ',', @ids;
+	return $node->poll_query_until('postgres',
+		qq{SELECT NOT EXISTS (SELECT FROM webhook.queue WHERE id IN ($ids))
+		     AND NOT EXISTS (SELECT FROM webhook.delivery WHERE event_id IN ($ids) AND status = 'pending')});
+}
+
+# The event (queue id) of a request, from its webhook-id msg_<event>_<endpoint>.
+sub event_id
+{
+	my ($req) = @_;
+	my ($id) = ($req->{headers}{'webhook-id'} // '') =~ /^msg_(\d+)_\d+$/
+	  or croak "no event id in webhook-id of request to $req->{path}";
+	return $id;
 }
 
 # Check a webhook-signature header against the secret with Perl's own HMAC.
@@ -142,6 +178,7 @@ sub start_receiver
 
 package WebhookTest::Receiver;
 
+use Carp;
 use Test::More;
 use Time::HiRes qw(time usleep);
 
@@ -186,7 +223,9 @@ sub requests
 {
 	my ($self, $path) = @_;
 	my @out;
-	open my $fh, '<', $self->{log} or return ();
+	# no log yet: nothing arrived; a log that cannot be read is an error
+	return () unless -e $self->{log};
+	open my $fh, '<', $self->{log} or croak "cannot read the receiver's log $self->{log}: $!";
 	while (my $line = <$fh>)
 	{
 		next unless $line =~ /\n\z/;    # a line still being written
