@@ -58,6 +58,17 @@ SELECT webhook.disable_endpoint(:mod_ep);
 INSERT INTO dm (sender, recipient, payload) VALUES ('a', 'b', '{}');
 \echo :LAST_ERROR_SQLSTATE
 SELECT count(*) FROM dm;
+-- A partitioned table is moderated whole: a row going to a partition, or
+-- written to it directly, meets the hook of the partitioned table.
+CREATE TABLE pdm (id int, sender text, recipient text, payload jsonb) PARTITION BY RANGE (id);
+CREATE TABLE pdm1 PARTITION OF pdm FOR VALUES FROM (0) TO (10);
+SELECT webhook.moderate('pdm', :mod_ep, action => 'message', recipient => 'recipient');
+INSERT INTO pdm VALUES (1, 'a', 'b', '{}');
+\echo :LAST_ERROR_SQLSTATE
+INSERT INTO pdm1 VALUES (2, 'a', 'b', '{}');
+\echo :LAST_ERROR_SQLSTATE
+SELECT webhook.unmoderate('pdm');
+DROP TABLE pdm;
 
 -- The trigger function refuses to run any other way than as installed.
 CREATE TRIGGER wrong AFTER INSERT ON pub FOR EACH ROW EXECUTE FUNCTION webhook._moderate();

@@ -52,9 +52,11 @@ static SPIPlanPtr lookup_plan = NULL;
 
 static const char *lookup_sql =
 "SELECT m.sql, m.action, m.payload::text, m.recipient::text, m.only_to_sender::text,"
-"  e.id, e.url, e.secret, e.headers::text, e.state"
+"  e.id, e.url, e.secret, e.headers::text, e.state, c.relowner"
 " FROM webhook.moderation m JOIN webhook.endpoint e ON e.id = m.endpoint_id"
-" WHERE m.rel = $1";
+"  JOIN pg_catalog.pg_class c ON c.oid = m.rel"
+" WHERE m.rel = $1 OR m.rel IN (SELECT relid FROM pg_catalog.pg_partition_ancestors($1))"
+" ORDER BY m.rel = $1 DESC LIMIT 1";
 
 /* Append "&name=value" (url-encoded) to a form body; NULL values are left out. */
 static void
@@ -268,7 +270,7 @@ webhook_moderate(PG_FUNCTION_ARGS)
 	 * The form fields, computed from the new row by the user's expressions:
 	 * as the table's owner, restricted (owner.c), planning included.
 	 */
-	WebhookBecomeUser(rel->rd_rel->relowner, &as_owner);
+	WebhookBecomeUser(DatumGetObjectId(SPI_getbinval(m, mdesc, 11, &nulls[0])), &as_owner);
 	plan = field_plan(trigdata->tg_trigger, SPI_getvalue(m, mdesc, 1), rel->rd_rel->reltype);
 	arg = heap_copy_tuple_as_datum(tuple, RelationGetDescr(rel));
 	if (SPI_execute_plan(plan, &arg, NULL, true, 1) != SPI_OK_SELECT || SPI_processed != 1)

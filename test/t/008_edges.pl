@@ -183,6 +183,22 @@ $node->safe_psql('postgres', "INSERT INTO chatline VALUES (2, 7, 'still captured
 settle(13, 'after the refused drops');
 $node->safe_psql('postgres', "SELECT webhook.untrack('chatline')");
 
+# A moderated partitioned table: rows routed to a partition, and rows written
+# to it directly, go through the partitioned table's hook.
+$recv->set_script(paths => { '/mod' => { body => '[true, {"override_payload": {"text": "approved"}}]' } });
+my $mod_ep = create_endpoint($node, $recv->url('/mod'), verify => 'false');
+$node->safe_psql('postgres', qq{
+	CREATE TABLE said (id int, channel_id text, payload jsonb) PARTITION BY LIST (channel_id);
+	CREATE TABLE said_general PARTITION OF said FOR VALUES IN ('general');
+	SELECT webhook.moderate('said', $mod_ep);
+	INSERT INTO said VALUES (1, 'general', '{"text": "hi"}');
+	INSERT INTO said_general VALUES (2, 'general', '{"text": "hi"}');
+});
+is($node->safe_psql('postgres', 'SELECT string_agg(id || payload::text, \',\' ORDER BY id) FROM said'),
+	'1{"text": "approved"},2{"text": "approved"}', 'both rows were approved by the hook, with its payload');
+is(scalar($recv->requests('/mod')), 2, 'one hook call each');
+$node->safe_psql('postgres', "SELECT webhook.unmoderate('said')");
+
 # A database no worker serves: CREATE EXTENSION warns, endpoints say why.
 is($node->safe_psql('postgres', 'SELECT webhook._served() IS NULL'), 't', 'postgres is served');
 $node->safe_psql('postgres', 'CREATE DATABASE other');
