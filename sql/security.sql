@@ -110,3 +110,98 @@ REVOKE ALL ON ALL FUNCTIONS IN SCHEMA webhook FROM regress_sec_other;
 REVOKE ALL ON SCHEMA webhook FROM regress_sec_other;
 DROP ROLE regress_sec_owner;
 DROP ROLE regress_sec_other;
+
+--
+-- What review found, each closed:
+--
+CREATE ROLE regress_sec_alice;
+CREATE ROLE regress_sec_bob;
+CREATE SCHEMA secteam;
+GRANT USAGE, CREATE ON SCHEMA secteam TO regress_sec_alice, regress_sec_bob;
+SET ROLE regress_sec_alice;
+CREATE TABLE secteam.msg (id int PRIMARY KEY, channel_id text, content text);
+CREATE TABLE secteam.react (id int PRIMARY KEY, msg_id int REFERENCES secteam.msg, emoji text);
+RESET ROLE;
+-- A table owner with no rights on webhook.* has its message table and its
+-- children captured: the capture statements, run as that owner, may call the
+-- two helpers they need.
+SELECT webhook.track('secteam.msg');
+SELECT webhook.track('secteam.react', 'reaction');
+SET ROLE regress_sec_alice;
+INSERT INTO secteam.msg VALUES (1, 'general', 'hi');
+INSERT INTO secteam.react VALUES (1, 1, '+1');
+RESET ROLE;
+SELECT kind, update_type, message FROM webhook.queue ORDER BY id;
+DELETE FROM webhook.queue;
+-- A child table and its message table must have one owner: each one's
+-- capture serializes the other's rows.
+ALTER TABLE secteam.react OWNER TO regress_sec_bob;
+\echo :LAST_ERROR_SQLSTATE
+SELECT pg_get_userbyid(relowner) FROM pg_class WHERE oid = 'secteam.react'::regclass;
+-- DDL elsewhere takes no lock on tracked tables.
+SET ROLE regress_sec_bob;
+CREATE TABLE secteam.bobs (x int);
+BEGIN;
+ALTER TABLE secteam.bobs ADD COLUMN y int;
+SELECT count(*) AS locks_on_tracked FROM pg_locks
+ WHERE pid = pg_backend_pid() AND relation IN ('secteam.msg'::regclass, 'secteam.react'::regclass);
+ROLLBACK;
+RESET ROLE;
+-- A tracking its owner broke (REVOKE fires no event trigger) does not stop
+-- others' DDL; a trigger its owner dropped does not stop following renames.
+SET ROLE regress_sec_alice;
+CREATE TABLE secteam.chan (id text PRIMARY KEY, kind text);
+CREATE TABLE secteam.note (id int PRIMARY KEY, chan text);
+RESET ROLE;
+SELECT webhook.track('secteam.note', 'row', channel => 'chan',
+                     chat_type => '(SELECT c.kind FROM secteam.chan c WHERE c.id = chan)');
+SET ROLE regress_sec_alice;
+REVOKE SELECT ON secteam.chan FROM regress_sec_alice;
+DROP TRIGGER webhook_insert ON secteam.note;
+RESET ROLE;
+SET ROLE regress_sec_bob;
+ALTER TABLE secteam.bobs ADD COLUMN z int;
+DROP TABLE secteam.bobs;
+RESET ROLE;
+ALTER TABLE secteam.msg RENAME COLUMN channel_id TO room;
+SELECT channel FROM webhook.source WHERE rel = 'secteam.msg'::regclass;
+INSERT INTO secteam.msg VALUES (2, 'random', 'renamed');
+SELECT channel, record->>'content' AS content FROM webhook.queue ORDER BY id;
+DELETE FROM webhook.queue;
+SELECT tgname FROM pg_trigger WHERE tgrelid = 'secteam.note'::regclass ORDER BY 1;
+SELECT webhook.untrack('secteam.note');
+-- A column type changed under a tracked expression: the events keep their types.
+CREATE TABLE secteam.typed (id int PRIMARY KEY, channel_id text);
+SELECT webhook.track('secteam.typed', 'row');
+ALTER TABLE secteam.typed ALTER COLUMN channel_id TYPE bigint USING channel_id::bigint;
+INSERT INTO secteam.typed VALUES (1, 42);
+INSERT INTO secteam.msg VALUES (3, 'general', 'still typed');
+SELECT channel, pg_typeof(channel) FROM webhook.queue ORDER BY id;
+DELETE FROM webhook.queue;
+SELECT webhook.untrack('secteam.typed');
+-- Column names the capture statements use as aliases are refused.
+CREATE TABLE secteam.aliased (id int PRIMARY KEY, channel_id text, _wh_msg text);
+SELECT webhook.track('secteam.aliased', 'row');
+\echo :LAST_ERROR_SQLSTATE
+ALTER TABLE secteam.msg ADD COLUMN _wh_record text;
+\echo :LAST_ERROR_SQLSTATE
+-- Endpoint rows written by hand get the API's checks: the worker calls the
+-- functions they name.
+SELECT id AS hand_ep FROM webhook.create_endpoint('https://example.com/hand', verify => false) \gset
+UPDATE webhook.endpoint SET on_response = 'pg_catalog.pg_stat_reset()' WHERE id = :hand_ep;
+\echo :LAST_ERROR_SQLSTATE
+UPDATE webhook.endpoint SET format = 'x y z' WHERE id = :hand_ep;
+\echo :LAST_ERROR_SQLSTATE
+INSERT INTO webhook.endpoint (name, url, token, secret, on_response)
+VALUES ('by hand', 'https://example.com/', 't', 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw',
+        'pg_catalog.array_typanalyze(internal)');
+\echo :LAST_ERROR_SQLSTATE
+-- and what the worker reads of a bad row is "no such function", not an error
+SELECT webhook._user_function('x y z(jsonb, webhook.endpoint)', 'format') AS bad_name,
+       webhook._user_function('pg_catalog.pg_stat_reset()', 'on_response') AS wrong_form;
+SELECT webhook.drop_endpoint(:hand_ep);
+SELECT webhook.untrack('secteam.react');
+SELECT webhook.untrack('secteam.msg');
+DROP SCHEMA secteam CASCADE;
+DROP ROLE regress_sec_alice;
+DROP ROLE regress_sec_bob;

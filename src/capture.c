@@ -330,6 +330,16 @@ webhook_capture(PG_FUNCTION_ARGS)
 		Datum		args[4];
 		int			rc;
 
+		/* the plan below is kept: its input must have the shape it was made for */
+		if (desc->natts != 5 ||
+			TupleDescAttr(desc, 0)->atttypid != TEXTOID || TupleDescAttr(desc, 1)->atttypid != TEXTOID ||
+			TupleDescAttr(desc, 2)->atttypid != JSONBOID || TupleDescAttr(desc, 3)->atttypid != JSONBOID ||
+			TupleDescAttr(desc, 4)->atttypid != JSONBOID)
+			ereport(ERROR,
+					(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+					 errmsg("the capture statement of trigger \"%s\" does not yield channel, chat_type, message, record and old_record",
+							trigdata->tg_trigger->tgname),
+					 errhint("Track the table again with webhook.track().")));
 		register_store("webhook_captured", InvalidOid, desc, rows);
 		if (queue_plan == NULL)
 		{

@@ -22,6 +22,7 @@
 #include "postgres.h"
 
 #include "access/table.h"
+#include "access/xlog.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_class.h"
 #include "catalog/pg_type.h"
@@ -48,6 +49,7 @@
 PG_FUNCTION_INFO_V1(webhook_parse_expr);
 PG_FUNCTION_INFO_V1(webhook_deparse_expr);
 PG_FUNCTION_INFO_V1(webhook_expr_uses);
+PG_FUNCTION_INFO_V1(webhook_node_origin);
 
 #define SAFE_SEARCH_PATH "pg_catalog, pg_temp"
 
@@ -343,4 +345,17 @@ webhook_expr_uses(PG_FUNCTION_ARGS)
 	cxt.attnum = (AttrNumber) PG_GETARG_INT32(3);
 	cxt.rtables = list_make1(list_make1(rte));
 	PG_RETURN_BOOL(expr_uses_walker(node, &cxt));
+}
+
+/*
+ * webhook._node_origin() RETURNS text
+ *
+ * The cluster and database that node trees made now belong to: their OIDs
+ * mean other objects, or none, anywhere else (a dump restored, pg_upgrade).
+ */
+Datum
+webhook_node_origin(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_TEXT_P(cstring_to_text(psprintf(UINT64_FORMAT ":%u", GetSystemIdentifier(),
+											  MyDatabaseId)));
 }

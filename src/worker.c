@@ -289,14 +289,16 @@ static const char *sql_handshake_result =
 static const char *sql_release =
 "UPDATE webhook.delivery SET in_flight = false WHERE id = ANY ($1) AND in_flight";
 
-/* The user's functions come as OIDs: NULL, or 0 when they no longer exist. */
+/*
+ * The user's functions come as OIDs: NULL, or 0 when no function of the
+ * right form has that name (webhook._user_function).
+ */
 static const char *sql_endpoints =
 "SELECT id, url, format, token, secret, headers::text,"
-"  pg_catalog.to_regprocedure(on_response)::oid,"
+"  CASE WHEN on_response IS NOT NULL"
+"   THEN webhook._user_function(on_response, 'on_response') END,"
 "  CASE WHEN format NOT IN ('slackchat', 'channel', 'phraseanet', 'supabase')"
-"   THEN coalesce((SELECT p.oid FROM pg_catalog.pg_proc p"
-"                  WHERE p.oid = pg_catalog.to_regprocedure(format || '(jsonb, webhook.endpoint)')"
-"                    AND p.prorettype = 'pg_catalog.jsonb'::pg_catalog.regtype), 0) END"
+"   THEN webhook._user_function(format || '(jsonb, webhook.endpoint)', 'format') END"
 " FROM webhook.endpoint WHERE state = 'verified'";
 
 /* What a user's format function is called with. $1 delivery. */
@@ -724,14 +726,23 @@ want_events(void)
 	return !any_live;
 }
 
+/* The row type of a table of schema webhook. */
+static Oid
+webhook_rowtype(const char *table)
+{
+	return get_rel_type_id(get_relname_relid(table, get_namespace_oid("webhook", false)));
+}
+
 /*
  * Call a user's function (a format or on_response function) as its owner,
  * restricted (owner.c), in a subtransaction: its result, or NULL with
- * *error set to what it raised. The result is in the caller's memory
- * context; jsonb results come as text.
+ * *error set to what it raised. It must take exactly argtypes and return
+ * one value (of rettype, unless InvalidOid). The result is in the caller's
+ * memory context; jsonb results come as text.
  */
 static char *
-call_user_function(Oid fn, int nargs, Datum *args, char **error)
+call_user_function(Oid fn, int nargs, const Oid *argtypes, Oid rettype, Datum *args,
+				   char **error)
 {
 	MemoryContext old = CurrentMemoryContext;
 	ResourceOwner owner = CurrentResourceOwner;
@@ -749,11 +760,22 @@ call_user_function(Oid fn, int nargs, Datum *args, char **error)
 		Oid			fn_owner;
 		Datum		d;
 
+		Form_pg_proc proc;
+
 		if (!HeapTupleIsValid(tup))
 			ereport(ERROR,
 					(errcode(ERRCODE_UNDEFINED_FUNCTION),
 					 errmsg("function with OID %u does not exist", fn)));
-		fn_owner = ((Form_pg_proc) GETSTRUCT(tup))->proowner;
+		proc = (Form_pg_proc) GETSTRUCT(tup);
+		/* what the endpoint row names was checked when written; a function may have changed since */
+		if (proc->prokind != PROKIND_FUNCTION || proc->proretset || proc->pronargs != nargs ||
+			memcmp(proc->proargtypes.values, argtypes, nargs * sizeof(Oid)) != 0 ||
+			(OidIsValid(rettype) && proc->prorettype != rettype))
+			ereport(ERROR,
+					(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+					 errmsg("function \"%s\" does not have the form its use needs",
+							NameStr(proc->proname))));
+		fn_owner = proc->proowner;
 		ReleaseSysCache(tup);
 
 		Assert(nargs <= 4);
@@ -813,6 +835,7 @@ render_user_format(Job *job, Endpoint *ep)
 	else
 	{
 		Datum		args[2];
+		Oid			argtypes[2] = {JSONBOID, webhook_rowtype("endpoint")};
 		bool		isnull;
 
 		if (SPI_execute_plan(plan_render_args, &arg, NULL, false, 1) != SPI_OK_SELECT ||
@@ -820,7 +843,7 @@ render_user_format(Job *job, Endpoint *ep)
 			elog(ERROR, "could not read delivery %lld", (long long) job->id);
 		args[0] = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
 		args[1] = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull);
-		body = call_user_function(ep->format_fn, 2, args, &error);
+		body = call_user_function(ep->format_fn, 2, argtypes, JSONBOID, args, &error);
 		if (error)
 			error = psprintf("format function %s failed: %s", ep->format, error);
 		else if (body == NULL)
@@ -1100,7 +1123,11 @@ call_on_response(Job *job, Oid fn, int status, const char *headers, const char *
 	args[1] = Int32GetDatum(status);
 	args[2] = DirectFunctionCall1(jsonb_in, CStringGetDatum(headers));
 	args[3] = CStringGetTextDatum(body);
-	(void) call_user_function(fn, 4, args, &error);
+	{
+		Oid			argtypes[4] = {webhook_rowtype("delivery"), INT4OID, JSONBOID, TEXTOID};
+
+		(void) call_user_function(fn, 4, argtypes, InvalidOid, args, &error);
+	}
 	if (error == NULL)
 		return NULL;
 	return psprintf("on_response %s failed: %s", get_func_name(fn), error);
