@@ -313,4 +313,27 @@ is(su("SELECT count(*) FROM webhook.queue WHERE record->>'content' = 'spoofed'")
 	0, 'and queues nothing');
 app_is_not_superuser('everything');
 
+#
+# Node trees name objects by OID: in a database restored from a dump they are
+# parsed again from the qualified SQL kept beside them.
+#
+my $dump = PostgreSQL::Test::Utils::tempdir() . '/dump.sql';
+PostgreSQL::Test::Utils::system_or_bail('pg_dump', '-d', $node->connstr('postgres'), '-f', $dump);
+su('CREATE DATABASE restored');
+PostgreSQL::Test::Utils::system_or_bail('psql', '-X', '-q', '-v', 'ON_ERROR_STOP=1',
+	'-d', $node->connstr('restored'), '-f', $dump);
+sub restored { return $node->safe_psql('restored', shift); }
+restored(q{
+	DELETE FROM webhook.queue;
+	INSERT INTO chat.message VALUES (100, 'general', 'restored');
+	ALTER TABLE chat.message RENAME COLUMN channel_id TO room;
+	INSERT INTO chat.message VALUES (101, 'dm-1', 'renamed after the restore');
+});
+is(restored(q{SELECT string_agg(channel || ' ' || chat_type || ' ' || (record->>'id'), ', ' ORDER BY id) FROM webhook.queue}),
+	'general group 100, dm-1 private 101',
+	'a restored database captures, and follows a rename');
+is(restored(q{SELECT channel || ' / ' || chat_type FROM webhook.source WHERE rel = 'chat.message'::regclass}),
+	'public.app_chan(room) / (SELECT c.chat_type FROM chat.channel c WHERE (c.id = message.room))',
+	'its expressions name the restored objects');
+
 done_testing();
