@@ -368,6 +368,31 @@ EXCEPTION WHEN OTHERS THEN
 END
 $$;
 
+-- After DDL that removes or renames functions: an endpoint's format or
+-- on_response function may not go while the endpoint names it. Another
+-- function could take its name, and with it the endpoint's events, token and
+-- secret.
+CREATE FUNCTION webhook._check_endpoint_functions() RETURNS void
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    e webhook.endpoint;
+BEGIN
+    SELECT * INTO e FROM webhook.endpoint x
+     WHERE (x.format NOT IN ('slackchat', 'channel', 'phraseanet', 'supabase')
+            AND webhook._user_function(x.format || '(jsonb, webhook.endpoint)', 'format') = 0)
+        OR (x.on_response IS NOT NULL AND webhook._user_function(x.on_response, 'on_response') = 0)
+     ORDER BY x.id LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'endpoint "%" names function %, which this change removes', e.name,
+                        CASE WHEN e.format NOT IN ('slackchat', 'channel', 'phraseanet', 'supabase')
+                              AND webhook._user_function(e.format || '(jsonb, webhook.endpoint)', 'format') = 0
+                             THEN e.format ELSE e.on_response END
+            USING ERRCODE = 'dependent_objects_still_exist',
+                  HINT = 'Give the endpoint another function first (webhook.alter_endpoint), or drop the endpoint.';
+    END IF;
+END
+$$;
+
 -- Check the arguments shared by create_endpoint and alter_endpoint.
 CREATE FUNCTION webhook._check_endpoint(url text, format text, token text, secret text,
     events text[], channels text[], keywords text[], headers jsonb, on_response regprocedure)
@@ -1560,6 +1585,10 @@ BEGIN
     IF to_regclass('webhook.source') IS NULL THEN
         RETURN;
     END IF;
+    IF EXISTS (SELECT 1 FROM pg_event_trigger_dropped_objects() o
+                WHERE o.classid IN ('pg_proc'::regclass, 'pg_namespace'::regclass)) THEN
+        PERFORM webhook._check_endpoint_functions();
+    END IF;
     SELECT array_agg(d.objid) INTO dropped FROM pg_event_trigger_dropped_objects() d
      WHERE d.classid = 'pg_class'::regclass AND d.objsubid = 0;
     IF to_regclass('webhook.moderation') IS NOT NULL THEN
@@ -1618,6 +1647,10 @@ BEGIN
         RETURN;
     END IF;
     PERFORM webhook._check_partitions(touched);
+    IF EXISTS (SELECT 1 FROM pg_event_trigger_ddl_commands() d
+                WHERE d.command_tag IN ('ALTER FUNCTION', 'ALTER ROUTINE', 'ALTER SCHEMA')) THEN
+        PERFORM webhook._check_endpoint_functions();
+    END IF;
     -- a new table matters only as a partition of a tracked one
     IF EXISTS (SELECT 1 FROM webhook.source s)
        AND EXISTS (SELECT 1 FROM pg_event_trigger_ddl_commands() d

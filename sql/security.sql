@@ -205,3 +205,23 @@ SELECT webhook.untrack('secteam.msg');
 DROP SCHEMA secteam CASCADE;
 DROP ROLE regress_sec_alice;
 DROP ROLE regress_sec_bob;
+
+-- A format or on_response function cannot be dropped, renamed or moved while
+-- an endpoint names it: another function could take its name.
+CREATE SCHEMA secfn;
+CREATE FUNCTION secfn.fmt(event jsonb, endpoint webhook.endpoint) RETURNS jsonb
+    LANGUAGE sql AS $$ SELECT event $$;
+CREATE FUNCTION secfn.reply(d webhook.delivery, status integer, headers jsonb, body text)
+    RETURNS void LANGUAGE sql AS 'SELECT';
+SELECT id AS fn_ep FROM webhook.create_endpoint('https://example.com/fn', name => 'fn-ep', verify => false,
+    format => 'secfn.fmt', on_response => 'secfn.reply(webhook.delivery, integer, jsonb, text)') \gset
+DROP FUNCTION secfn.fmt(jsonb, webhook.endpoint);
+\echo :LAST_ERROR_SQLSTATE
+ALTER FUNCTION secfn.reply(webhook.delivery, integer, jsonb, text) RENAME TO reply2;
+\echo :LAST_ERROR_SQLSTATE
+ALTER SCHEMA secfn RENAME TO secfn2;
+\echo :LAST_ERROR_SQLSTATE
+DROP SCHEMA secfn CASCADE;
+\echo :LAST_ERROR_SQLSTATE
+SELECT webhook.drop_endpoint(:fn_ep);
+DROP SCHEMA secfn CASCADE;
