@@ -60,6 +60,7 @@
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
 #include "utils/syscache.h"
+#include "utils/timeout.h"
 #include "utils/timestamp.h"
 #include "mb/pg_wchar.h"
 
@@ -726,6 +727,15 @@ want_events(void)
 	return !any_live;
 }
 
+/* Stop the time limit of a user's function; a cancel it raised too late is dropped. */
+static void
+end_function_timeout(void)
+{
+	disable_timeout(STATEMENT_TIMEOUT, true);
+	if (get_timeout_indicator(STATEMENT_TIMEOUT, true))
+		QueryCancelPending = false;
+}
+
 /* The row type of a table of schema webhook. */
 static Oid
 webhook_rowtype(const char *table)
@@ -779,6 +789,8 @@ call_user_function(Oid fn, int nargs, const Oid *argtypes, Oid rettype, Datum *a
 		ReleaseSysCache(tup);
 
 		Assert(nargs <= 4);
+		/* one slow function must not hold up every endpoint: webhook.timeout */
+		enable_timeout_after(STATEMENT_TIMEOUT, webhook_timeout);
 		WebhookBecomeUser(fn_owner, &save);
 		fmgr_info(fn, &flinfo);
 		InitFunctionCallInfoData(*fcinfo, &flinfo, nargs, InvalidOid, NULL, NULL);
@@ -795,6 +807,7 @@ call_user_function(Oid fn, int nargs, const Oid *argtypes, Oid rettype, Datum *a
 		else
 			result = "";		/* on_response: void */
 		WebhookRestoreUser(&save);
+		end_function_timeout();
 		ReleaseCurrentSubTransaction();
 		MemoryContextSwitchTo(old);
 		CurrentResourceOwner = owner;
@@ -804,6 +817,7 @@ call_user_function(Oid fn, int nargs, const Oid *argtypes, Oid rettype, Datum *a
 		ErrorData  *edata;
 
 		MemoryContextSwitchTo(old);
+		end_function_timeout();
 		edata = CopyErrorData();
 		FlushErrorState();
 		RollbackAndReleaseCurrentSubTransaction();

@@ -239,6 +239,21 @@ su("SELECT webhook.redeliver(id) FROM webhook.delivery WHERE endpoint_id = $ep_b
 ok($recv->wait_for_deliveries(1, '/broken'), 'redelivered once the function is fixed');
 is(($recv->deliveries('/broken'))[0]->{body}, '{"fixed": true}', 'with the fixed body');
 
+# A format function that does not return within webhook.timeout fails its
+# delivery: the worker stops it there, so it holds up the others no longer.
+su(q{CREATE FUNCTION public.slow_format(event jsonb, endpoint webhook.endpoint) RETURNS jsonb
+	    LANGUAGE sql AS $$ SELECT pg_sleep(600); SELECT '{}'::jsonb $$});
+my $ep_slow = create_endpoint($node, $recv->url('/slow'), format => "'public.slow_format'",
+	events => "'{order.slow}'");
+su("SELECT webhook.emit('order.slow', '{}')");
+ok($node->poll_query_until('postgres',
+	"SELECT status = 'failed' FROM webhook.delivery WHERE endpoint_id = $ep_slow"),
+	'a format function that runs too long fails its delivery');
+like(su("SELECT last_error FROM webhook.delivery WHERE endpoint_id = $ep_slow"),
+	qr/^format function public\.slow_format failed: canceling statement due to statement timeout$/,
+	'with the time limit as the error');
+is(scalar($recv->deliveries('/slow')), 0, 'and nothing is sent');
+
 #
 # The grants of the README, exactly as written there.
 #
