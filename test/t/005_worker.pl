@@ -82,10 +82,12 @@ ok($node->wait_for_log(qr/webhook worker reloaded its settings/, $offset), 'work
 # Idle, the worker runs no queries but its full check, every 10 s. Its rounds
 # show in pg_stat_activity (query_start of "webhook worker round"); watched
 # from another database, so that watching adds no transaction to this one,
-# until two rounds in a row are 9 s or more apart (the rounds that end a
+# until three rounds in a row are 9 s or more apart (the rounds that end a
 # burst of work may come first, at most three of them). The database's
-# transactions between those two are the rounds' own: at most 2, as each
-# round's count may show at its start or its end.
+# transactions between the last two are the rounds' own: at most 2, as each
+# round's count may show at its start or its end. Not between the first two:
+# a round's counts reach pg_stat_database at the next round that flushes
+# them, and the first idle round flushes the burst's.
 sub idle_rounds
 {
 	my $watch = sub {
@@ -101,9 +103,10 @@ sub idle_rounds
 			my ($q, $x) = $watch->();
 			return 0 unless defined $q && $q ne '';
 			push @rounds, [ $q, $x ] if $q ne (@rounds ? $rounds[-1][0] : $start // '');
-			return @rounds > 5 || (@rounds >= 2 && $rounds[-1][0] - $rounds[-2][0] >= 9);
+			return @rounds > 6 || (@rounds >= 3 && $rounds[-1][0] - $rounds[-2][0] >= 9
+				&& $rounds[-2][0] - $rounds[-3][0] >= 9);
 		},
-		undef, 'two idle rounds of the worker in a row');
+		undef, 'three idle rounds of the worker in a row');
 	diag('worker rounds seen: ' . join(', ', map { sprintf('%.3f (xacts %d)', @$_) } @rounds));
 	return @rounds >= 2 ? ($rounds[-1][0] - $rounds[-2][0], $rounds[-1][1] - $rounds[-2][1]) : (0, 999);
 }
