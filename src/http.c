@@ -206,21 +206,27 @@ void
 WebhookHttpInit(void)
 {
 	if (curl_global_init(CURL_GLOBAL_ALL) != CURLE_OK)
-		elog(ERROR, "could not initialize libcurl");
+		ereport(ERROR,
+				(errcode(ERRCODE_SYSTEM_ERROR),
+				 errmsg("could not initialize libcurl")));
 	multi = curl_multi_init();
 	if (multi == NULL)
-		elog(ERROR, "could not create a libcurl multi handle");
+		ereport(ERROR,
+				(errcode(ERRCODE_OUT_OF_MEMORY),
+				 errmsg("could not create a libcurl multi handle")));
 	on_proc_exit(http_cleanup, 0);
 
 	epoll_fd = epoll_create1(EPOLL_CLOEXEC);
 	if (epoll_fd < 0)
-		elog(ERROR, "epoll_create1 failed: %m");
+		ereport(ERROR,
+				(errcode_for_socket_access(),
+				 errmsg("could not create epoll instance: %m")));
 
 	curl_multi_setopt(multi, CURLMOPT_SOCKETFUNCTION, socket_cb);
 	curl_multi_setopt(multi, CURLMOPT_TIMERFUNCTION, timer_cb);
 	WebhookHttpConfigure();
 
-	wait_set = CreateWaitEventSet(TopMemoryContext, 3);
+	wait_set = WebhookCreateWaitEventSet(3);
 	if (AddWaitEventToSet(wait_set, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL) != LATCH_POS)
 		elog(ERROR, "unexpected wait event position");
 	AddWaitEventToSet(wait_set, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
@@ -247,7 +253,9 @@ get_easy(void)
 	}
 	easy = curl_easy_init();
 	if (easy == NULL)
-		elog(ERROR, "could not create a libcurl easy handle");
+		ereport(ERROR,
+				(errcode(ERRCODE_OUT_OF_MEMORY),
+				 errmsg("could not create a libcurl easy handle")));
 	return easy;
 }
 
@@ -272,7 +280,8 @@ setup_easy(CURL *easy, WebhookRequest *req)
 	req->resp = NULL;
 	req->resp_len = 0;
 	req->resp_alloc = 0;
-	req->resp_cap = Max(webhook_max_response_size, 4096);
+	/* the caller's cap: what a delivery keeps, or what a verdict reads */
+	req->resp_cap = req->max_body;
 	req->hdrs = NULL;
 	req->hdrs_len = 0;
 	req->hdrs_alloc = 0;
@@ -321,7 +330,9 @@ WebhookHttpStart(WebhookRequest *req)
 	{
 		put_easy(easy);
 		req->easy = NULL;
-		elog(ERROR, "could not start a request: %s", curl_multi_strerror(mc));
+		ereport(ERROR,
+				(errcode(ERRCODE_SYSTEM_ERROR),
+				 errmsg("could not start an HTTP request: %s", curl_multi_strerror(mc))));
 	}
 	in_flight++;
 }
@@ -356,16 +367,22 @@ WebhookHttpPerform(WebhookRequest *req)
 	if (sync_multi == NULL)
 	{
 		if (curl_global_init(CURL_GLOBAL_ALL) != CURLE_OK)
-			elog(ERROR, "could not initialize libcurl");
+			ereport(ERROR,
+					(errcode(ERRCODE_SYSTEM_ERROR),
+					 errmsg("could not initialize libcurl")));
 		sync_multi = curl_multi_init();
 		sync_easy = curl_easy_init();
 		if (sync_multi == NULL || sync_easy == NULL)
-			elog(ERROR, "could not create libcurl handles");
+			ereport(ERROR,
+					(errcode(ERRCODE_OUT_OF_MEMORY),
+					 errmsg("could not create libcurl handles")));
 	}
 	curl_easy_reset(sync_easy);
 	setup_easy(sync_easy, req);
 	if (curl_multi_add_handle(sync_multi, sync_easy) != CURLM_OK)
-		elog(ERROR, "could not start a request");
+		ereport(ERROR,
+				(errcode(ERRCODE_SYSTEM_ERROR),
+				 errmsg("could not start an HTTP request")));
 	PG_TRY();
 	{
 		while (running)

@@ -28,6 +28,7 @@ typedef struct WebhookRequest
 	size_t		body_len;
 	struct curl_slist *headers;
 	long		timeout_ms;
+	size_t		max_body;		/* most bytes of the response body kept */
 
 	/* results */
 	CURLcode	result;
@@ -45,6 +46,9 @@ typedef struct WebhookRequest
 
 	CURL	   *easy;
 } WebhookRequest;
+
+/* What a reply that is judged (a handshake, a moderation hook) may be. */
+#define WEBHOOK_REPLY_CAP (64 * 1024)
 
 extern void WebhookHttpInit(void);
 extern void WebhookHttpConfigure(void);

@@ -67,7 +67,9 @@ WebhookSign(const WebhookKey *key, const char *id, int64 timestamp,
 	snprintf(ts, sizeof(ts), INT64_FORMAT, timestamp);
 	ctx = pg_hmac_create(PG_SHA256);
 	if (ctx == NULL)
-		elog(ERROR, "out of memory creating an HMAC context");
+		ereport(ERROR,
+				(errcode(ERRCODE_OUT_OF_MEMORY),
+				 errmsg("out of memory")));
 	if (pg_hmac_init(ctx, key->bytes, key->len) < 0 ||
 		pg_hmac_update(ctx, (const uint8 *) id, strlen(id)) < 0 ||
 		pg_hmac_update(ctx, (const uint8 *) ".", 1) < 0 ||
@@ -79,7 +81,9 @@ WebhookSign(const WebhookKey *key, const char *id, int64 timestamp,
 		const char *why = pg_hmac_error(ctx);
 
 		pg_hmac_free(ctx);
-		elog(ERROR, "could not compute HMAC-SHA256: %s", why);
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg("could not compute the request signature: %s", why)));
 	}
 	pg_hmac_free(ctx);
 	CurrentResourceOwner = saved;

@@ -84,7 +84,10 @@ webhook_check_url(PG_FUNCTION_ARGS)
 		curl_free(scheme);
 		curl_free(host);
 		curl_url_cleanup(h);
-		elog(ERROR, "libcurl could not rebuild url \"%s\"", url);
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid endpoint url \"%s\"", url),
+				 errdetail("libcurl could not rebuild it.")));
 	}
 	result = cstring_to_text(full);
 	curl_free(full);

@@ -13,7 +13,9 @@
 #include "storage/latch.h"
 #include "storage/spin.h"
 
-#define WEBHOOK_VERSION "0.1"
+#include "compat.h"
+
+/* WEBHOOK_VERSION comes from EXTVERSION in the Makefile */
 #define WEBHOOK_USER_AGENT "webhook/" WEBHOOK_VERSION
 #define WEBHOOK_WORKER_NAME "webhook worker"
 

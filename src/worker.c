@@ -440,7 +440,7 @@ prepare_plans(Oid queue)
 
 	/* the queue may be a new one: claims start over from its first row */
 	queue_relid = queue;
-	queue_seq = getIdentitySequence(queue, get_attnum(queue, "id"), true);
+	queue_seq = WebhookIdentitySequence(queue, get_attnum(queue, "id"));
 	claim_floor = 0;
 	mark_set = false;
 	seq_filenode = InvalidOid;
@@ -1394,6 +1394,8 @@ start_job(Job *job, Endpoint *ep)
 	req->body_len = job->body_len;
 	req->headers = h;
 	req->timeout_ms = webhook_timeout;
+	/* a delivery keeps what the setting says; a handshake's reply is judged */
+	req->max_body = hs ? WEBHOOK_REPLY_CAP : (size_t) webhook_max_response_size;
 	req->owner = job;
 	WebhookHttpStart(req);
 }
