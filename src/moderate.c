@@ -48,23 +48,6 @@ static const char *lookup_sql =
 " FROM webhook.moderation m JOIN webhook.endpoint e ON e.id = m.endpoint_id"
 " WHERE m.rel = $1";
 
-/* Append "&name=value" (url-encoded) to a form body; NULL values are left out. */
-static void
-form_field(StringInfo buf, const char *name, const char *value)
-{
-	char	   *enc;
-
-	if (value == NULL)
-		return;
-	enc = curl_easy_escape(NULL, value, 0);
-	if (enc == NULL)
-		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
-	if (buf->len > 0)
-		appendStringInfoChar(buf, '&');
-	appendStringInfo(buf, "%s=%s", name, enc);
-	curl_free(enc);
-}
-
 /* The prepared field query for this trigger (plans.c). */
 static SPIPlanPtr
 field_plan(Trigger *trigger, Relation rel, const char *sql)
@@ -181,7 +164,6 @@ webhook_moderate(PG_FUNCTION_ARGS)
 	StringInfoData form;
 	WebhookRequest req;
 	WebhookKey	key;
-	struct curl_slist *h;
 	char		id[64];
 	uint8		rnd[8];
 	char	   *reply;
@@ -263,19 +245,19 @@ webhook_moderate(PG_FUNCTION_ARGS)
 
 	MemoryContextSwitchTo(callctx);
 	initStringInfo(&form);
-	form_field(&form, "action", action);
+	WebhookFormField(&form, "action", action);
 	if (strcmp(action, "publish") == 0)
 	{
-		form_field(&form, "channel_name", SPI_getvalue(f, fdesc, 1));
-		form_field(&form, "payload", SPI_getvalue(f, fdesc, 2));
-		form_field(&form, "originator", SPI_getvalue(f, fdesc, 3));
+		WebhookFormField(&form, "channel_name", SPI_getvalue(f, fdesc, 1));
+		WebhookFormField(&form, "payload", SPI_getvalue(f, fdesc, 2));
+		WebhookFormField(&form, "originator", SPI_getvalue(f, fdesc, 3));
 	}
 	else
 	{
-		form_field(&form, "sender", SPI_getvalue(f, fdesc, 3));
-		form_field(&form, "recipient", SPI_getvalue(f, fdesc, 4));
-		form_field(&form, "recipient_exists", SPI_getvalue(f, fdesc, 5));
-		form_field(&form, "payload", SPI_getvalue(f, fdesc, 2));
+		WebhookFormField(&form, "sender", SPI_getvalue(f, fdesc, 3));
+		WebhookFormField(&form, "recipient", SPI_getvalue(f, fdesc, 4));
+		WebhookFormField(&form, "recipient_exists", SPI_getvalue(f, fdesc, 5));
+		WebhookFormField(&form, "payload", SPI_getvalue(f, fdesc, 2));
 	}
 
 	/* Signed like every request. */
@@ -287,22 +269,23 @@ webhook_moderate(PG_FUNCTION_ARGS)
 			 rnd[0], rnd[1], rnd[2], rnd[3], rnd[4], rnd[5], rnd[6], rnd[7]);
 	if (!WebhookDecodeSecret(secret, &key))
 		key.len = 0;
-	h = WebhookSignedHeaders(&key, id, "application/x-www-form-urlencoded", form.data, form.len,
-							 nheaders, headers);
-
 	memset(&req, 0, sizeof(req));
 	req.url = url;
+	req.content_type = "application/x-www-form-urlencoded";
 	req.body = form.data;
 	req.body_len = form.len;
-	req.headers = h;
+	req.id = id;
+	req.key = &key;
+	req.nheaders = nheaders;
+	req.headers = headers;
 	req.timeout_ms = webhook_timeout;
 	req.max_body = WEBHOOK_REPLY_CAP;
 	perform(&req);
 
 	/* What came back. */
-	if (req.result != CURLE_OK || req.status == 0)
+	if (req.outcome != WEBHOOK_HTTP_RESPONSE)
 	{
-		bool		timed_out = req.result == CURLE_OPERATION_TIMEDOUT;
+		bool		timed_out = req.outcome == WEBHOOK_HTTP_TIMEOUT;
 		char	   *msg = pstrdup(WebhookHttpError(&req));
 
 		WebhookHttpRelease(&req);

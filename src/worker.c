@@ -29,7 +29,6 @@
 #include "postgres.h"
 
 #include <malloc.h>
-#include <time.h>
 
 #include "access/transam.h"
 #include "access/xact.h"
@@ -561,27 +560,9 @@ getint8(HeapTuple tup, TupleDesc desc, int col)
 static char *
 delivery_url(const char *url, const char *format, const char *token)
 {
-	CURLU	   *h;
-	char	   *query;
-	char	   *full = NULL;
-	char	   *result;
-
 	if (strcmp(format, "channel") != 0)
 		return pstrdup(url);
-	h = curl_url();
-	query = psprintf("token=%s", token);
-	if (h == NULL ||
-		curl_url_set(h, CURLUPART_URL, url, 0) != CURLUE_OK ||
-		curl_url_set(h, CURLUPART_QUERY, query, CURLU_APPENDQUERY | CURLU_URLENCODE) != CURLUE_OK ||
-		curl_url_get(h, CURLUPART_URL, &full, 0) != CURLUE_OK)
-	{
-		curl_url_cleanup(h);
-		return pstrdup(url);
-	}
-	result = pstrdup(full);
-	curl_free(full);
-	curl_url_cleanup(h);
-	return result;
+	return WebhookUrlWithToken(url, token);
 }
 
 /*
@@ -981,86 +962,6 @@ retry_delay(int attempts_made, int64 at_least_ms)
 	return Max(ms, at_least_ms);
 }
 
-/* Make text safe to store: valid in the database encoding, no NUL bytes. */
-static char *
-clean_text(const char *s, size_t len)
-{
-	StringInfoData buf;
-	int			enc = GetDatabaseEncoding();
-
-	initStringInfo(&buf);
-	while (len > 0)
-	{
-		int			ok = pg_encoding_verifymbstr(enc, s, len);
-
-		appendBinaryStringInfo(&buf, s, ok);
-		s += ok;
-		len -= ok;
-		if (len > 0)
-		{
-			appendStringInfoString(&buf, enc == PG_UTF8 ? "\xEF\xBF\xBD" : "?");
-			s++;
-			len--;
-		}
-	}
-	return buf.data;
-}
-
-/* The response header lines as a JSON object, names lowercased. */
-static char *
-headers_json(WebhookRequest *req, int64 *retry_after_ms)
-{
-	StringInfoData buf;
-	char	   *text;
-	char	   *line;
-	char	   *save;
-	bool		first = true;
-
-	*retry_after_ms = 0;
-	initStringInfo(&buf);
-	appendStringInfoChar(&buf, '{');
-	text = clean_text(req->hdrs ? req->hdrs : "", req->hdrs ? req->hdrs_len : 0);
-	for (line = strtok_r(text, "\r\n", &save); line; line = strtok_r(NULL, "\r\n", &save))
-	{
-		char	   *colon = strchr(line, ':');
-		char	   *name;
-		char	   *value;
-
-		if (colon == NULL || strncmp(line, "HTTP/", 5) == 0)
-			continue;
-		*colon = '\0';
-		for (name = line; *name; name++)
-			*name = pg_tolower((unsigned char) *name);
-		name = line;
-		value = colon + 1;
-		while (*value == ' ' || *value == '\t')
-			value++;
-		if (strcmp(name, "retry-after") == 0)
-		{
-			char	   *end;
-			long		secs = strtol(value, &end, 10);
-
-			if (end != value && secs >= 0)
-				*retry_after_ms = (int64) Min(secs, 86400L * 30) * 1000;
-			else
-			{
-				time_t		when = curl_getdate(value, NULL);
-
-				if (when > 0 && when > time(NULL))
-					*retry_after_ms = (int64) (when - time(NULL)) * 1000;
-			}
-		}
-		if (!first)
-			appendStringInfoChar(&buf, ',');
-		first = false;
-		escape_json(&buf, name);
-		appendStringInfoChar(&buf, ':');
-		escape_json(&buf, value);
-	}
-	appendStringInfoChar(&buf, '}');
-	return buf.data;
-}
-
 /*
  * The worker's statements keep their plans for its whole life, and a plan
  * follows the table sizes of the moment it was made: planned while the queue
@@ -1167,10 +1068,10 @@ record_results(dlist_head *done)
 	{
 		Job		   *job = dlist_container(Job, node, it.cur);
 		WebhookRequest *req = &job->req;
-		bool		got_response = req->status > 0 && req->result == CURLE_OK;
+		bool		got_response = req->outcome == WEBHOOK_HTTP_RESPONSE;
 		int64		retry_after = 0;
-		char	   *hjson = got_response ? headers_json(req, &retry_after) : NULL;
-		char	   *body = got_response ? clean_text(req->resp ? req->resp : "", req->resp_len) : NULL;
+		char	   *hjson = got_response ? WebhookResponseHeaders(req, &retry_after) : NULL;
+		char	   *body = got_response ? WebhookResponseBody(req) : NULL;
 		char	   *error = NULL;
 
 		if (job->kind == JOB_HANDSHAKE)
@@ -1375,8 +1276,7 @@ static void
 start_job(Job *job, Endpoint *ep)
 {
 	WebhookRequest *req = &job->req;
-	struct curl_slist *h;
-	char		id[64];
+	char		id[64];			/* read while the request starts */
 	bool		hs = job->kind == JOB_HANDSHAKE;
 	const WebhookKey *key = hs ? job->key : &ep->key;
 	int			nheaders = hs ? job->nheaders : ep->nheaders;
@@ -1386,13 +1286,14 @@ start_job(Job *job, Endpoint *ep)
 		snprintf(id, sizeof(id), "vfy_%lld_%.8s", (long long) job->endpoint_id, job->challenge);
 	else
 		snprintf(id, sizeof(id), "msg_%lld_%lld", (long long) job->event_id, (long long) job->endpoint_id);
-	h = WebhookSignedHeaders(key, id, "application/json", job->body, job->body_len,
-							 nheaders, headers);
-
 	req->url = hs ? job->url : ep->url;
+	req->content_type = "application/json";
 	req->body = job->body;
 	req->body_len = job->body_len;
-	req->headers = h;
+	req->id = id;
+	req->key = key;
+	req->nheaders = nheaders;
+	req->headers = headers;
 	req->timeout_ms = webhook_timeout;
 	/* a delivery keeps what the setting says; a handshake's reply is judged */
 	req->max_body = hs ? WEBHOOK_REPLY_CAP : (size_t) webhook_max_response_size;
