@@ -22,8 +22,10 @@
 #include "postgres.h"
 
 #include "access/table.h"
+#include "access/xact.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_class.h"
+#include "catalog/pg_proc.h"
 #include "catalog/pg_type.h"
 #include "miscadmin.h"
 #include "nodes/nodeFuncs.h"
@@ -38,8 +40,11 @@
 #include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
+#include "utils/jsonb.h"
 #include "utils/lsyscache.h"
+#include "utils/memutils.h"
 #include "utils/rel.h"
+#include "utils/resowner.h"
 #include "utils/ruleutils.h"
 #include "utils/syscache.h"
 
@@ -86,6 +91,75 @@ WebhookRelationOwner(Oid relid)
 	owner = ((Form_pg_class) GETSTRUCT(tup))->relowner;
 	ReleaseSysCache(tup);
 	return owner;
+}
+
+/*
+ * Call a user's function (a format or on_response function) as its owner,
+ * restricted, in a subtransaction: its result, or NULL with
+ * *error set to what it raised. The result is in the caller's memory
+ * context; jsonb results come as text.
+ */
+char *
+WebhookCallUserFunction(Oid fn, int nargs, Datum *args, char **error)
+{
+	MemoryContext old = CurrentMemoryContext;
+	ResourceOwner owner = CurrentResourceOwner;
+	char	   *volatile result = NULL;
+
+	*error = NULL;
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(old);
+	PG_TRY();
+	{
+		LOCAL_FCINFO(fcinfo, 4);
+		FmgrInfo	flinfo;
+		WebhookUser save;
+		HeapTuple	tup = SearchSysCache1(PROCOID, ObjectIdGetDatum(fn));
+		Oid			fn_owner;
+		Datum		d;
+
+		if (!HeapTupleIsValid(tup))
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_FUNCTION),
+					 errmsg("function with OID %u does not exist", fn)));
+		fn_owner = ((Form_pg_proc) GETSTRUCT(tup))->proowner;
+		ReleaseSysCache(tup);
+
+		Assert(nargs <= 4);
+		WebhookBecomeUser(fn_owner, &save);
+		fmgr_info(fn, &flinfo);
+		InitFunctionCallInfoData(*fcinfo, &flinfo, nargs, InvalidOid, NULL, NULL);
+		for (int i = 0; i < nargs; i++)
+		{
+			fcinfo->args[i].value = args[i];
+			fcinfo->args[i].isnull = false;
+		}
+		d = FunctionCallInvoke(fcinfo);
+		if (!fcinfo->isnull && get_func_rettype(fn) == JSONBOID)
+			result = JsonbToCString(NULL, &DatumGetJsonbP(d)->root, -1);
+		else if (!fcinfo->isnull)
+			result = "";
+		WebhookRestoreUser(&save);
+		ReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(old);
+		CurrentResourceOwner = owner;
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(old);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(old);
+		CurrentResourceOwner = owner;
+		*error = pstrdup(edata->message);
+		FreeErrorData(edata);
+		result = NULL;
+	}
+	PG_END_TRY();
+	return result;
 }
 
 /*

@@ -47,6 +47,7 @@ typedef struct WebhookUser
 extern void WebhookBecomeUser(Oid role, WebhookUser *save);
 extern void WebhookRestoreUser(WebhookUser *save);
 extern Oid	WebhookRelationOwner(Oid relid);
+extern char *WebhookCallUserFunction(Oid fn, int nargs, Datum *args, char **error);
 
 /* worker.c */
 extern void WebhookRegisterWorker(void);
