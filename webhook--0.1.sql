@@ -789,35 +789,34 @@ BEGIN
 END
 $$;
 
-CREATE FUNCTION webhook.request_update(channel text, chat_type text = NULL) RETURNS bigint
-    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+-- slackchat's explicit events: a channel (and, but for update_notification,
+-- its data) asked for by name. The three API functions below differ only in
+-- the type they pass.
+CREATE FUNCTION webhook._explicit_event(type text, channel text, channel_data jsonb,
+    chat_type text) RETURNS bigint
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
-    IF channel IS NULL THEN
+    IF type = 'update_notification' AND channel IS NULL THEN
         RAISE EXCEPTION 'channel must not be null' USING ERRCODE = 'null_value_not_allowed';
     END IF;
-    RETURN webhook._enqueue('update_notification', channel, chat_type, NULL);
+    IF type <> 'update_notification' AND (channel IS NULL OR channel_data IS NULL) THEN
+        RAISE EXCEPTION 'channel and channel_data must not be null' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    RETURN webhook._enqueue(type, channel, chat_type, channel_data);
 END
 $$;
+
+CREATE FUNCTION webhook.request_update(channel text, chat_type text = NULL) RETURNS bigint
+    LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+    AS $$ SELECT webhook._explicit_event('update_notification', channel, NULL, chat_type) $$;
 
 CREATE FUNCTION webhook.republish(channel text, channel_data jsonb, chat_type text = NULL) RETURNS bigint
-    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-BEGIN
-    IF channel IS NULL OR channel_data IS NULL THEN
-        RAISE EXCEPTION 'channel and channel_data must not be null' USING ERRCODE = 'null_value_not_allowed';
-    END IF;
-    RETURN webhook._enqueue('republish_request', channel, chat_type, channel_data);
-END
-$$;
+    LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+    AS $$ SELECT webhook._explicit_event('republish_request', channel, channel_data, chat_type) $$;
 
 CREATE FUNCTION webhook.unpublish(channel text, channel_data jsonb, chat_type text = NULL) RETURNS bigint
-    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-BEGIN
-    IF channel IS NULL OR channel_data IS NULL THEN
-        RAISE EXCEPTION 'channel and channel_data must not be null' USING ERRCODE = 'null_value_not_allowed';
-    END IF;
-    RETURN webhook._enqueue('unpublish_request', channel, chat_type, channel_data);
-END
-$$;
+    LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+    AS $$ SELECT webhook._explicit_event('unpublish_request', channel, channel_data, chat_type) $$;
 
 CREATE FUNCTION webhook.emit(event text, data jsonb, channel text = NULL) RETURNS bigint
     LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$

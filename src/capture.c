@@ -16,9 +16,9 @@
  * of them into webhook.queue runs as the extension's owner, the trigger
  * function being SECURITY DEFINER.
  *
- * Plans are prepared once per trigger and kept. track() and untrack()
- * recreate the triggers whenever they regenerate the SQL, so a trigger's OID
- * always names one version of it and the cache needs no invalidation.
+ * Plans are prepared once per trigger and kept (plans.c). track() and
+ * untrack() recreate the triggers whenever they regenerate the SQL, and a
+ * new trigger on the table drops the table's kept plans.
  *
  *-------------------------------------------------------------------------
  */
@@ -31,28 +31,17 @@
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
-#include "utils/hsearch.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/queryenvironment.h"
 #include "utils/rel.h"
 #include "utils/tuplestore.h"
 
+#include "plans.h"
 #include "webhook.h"
 
 PG_FUNCTION_INFO_V1(webhook_capture);
 PG_FUNCTION_INFO_V1(webhook_check_capture);
-
-/* A trigger's prepared capture statement. */
-typedef struct CapturePlan
-{
-	Oid			trigger;		/* hash key */
-	Oid			source_rel;		/* the tracked table */
-	char		kind[32];		/* its kind: message, reaction, ..., row */
-	SPIPlanPtr	plan;			/* NULL when the source has no statement */
-} CapturePlan;
-
-static HTAB *capture_plans = NULL;
 
 /* Queue the rows of webhook_captured; $1 kind, $2 op, $3 update_type, $4 source. */
 static SPIPlanPtr queue_plan = NULL;
@@ -122,32 +111,18 @@ prepare_as(Oid role, const char *sql)
 }
 
 /* Find or prepare the capture plan of one trigger. */
-static CapturePlan *
+static TriggerPlan *
 capture_plan(TriggerData *trigdata)
 {
 	Trigger    *trigger = trigdata->tg_trigger;
-	CapturePlan *entry;
-	bool		found;
+	TriggerPlan *entry;
+	TriggerPlanKey key;
 	int64		source;
 	char	   *end;
 	char	   *sql;
 	char	   *kind;
 	Oid			rel;
 	SPIPlanPtr	plan = NULL;
-
-	if (capture_plans == NULL)
-	{
-		HASHCTL		ctl;
-
-		ctl.keysize = sizeof(Oid);
-		ctl.entrysize = sizeof(CapturePlan);
-		capture_plans = hash_create("webhook capture plans", 64, &ctl,
-									HASH_ELEM | HASH_BLOBS);
-	}
-
-	entry = hash_search(capture_plans, &trigger->tgoid, HASH_FIND, &found);
-	if (found)
-		return entry;
 
 	if (trigger->tgnargs != 1)
 		ereport(ERROR,
@@ -162,6 +137,13 @@ capture_plan(TriggerData *trigdata)
 				 errmsg("trigger \"%s\" passes \"%s\", not a webhook.source id",
 						trigger->tgname, trigger->tgargs[0]),
 				 errhint("Install capture triggers with webhook.track().")));
+
+	WebhookPlanKeyInit(&key, PLAN_CAPTURE, trigger->tgoid,
+					   RelationGetRelid(trigdata->tg_relation), source);
+	entry = WebhookPlanFind(&key);
+	if (entry != NULL)
+		return entry;
+
 	if (!read_source(source, event_op(trigdata->tg_event), &sql, &rel, &kind))
 		ereport(ERROR,
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
@@ -179,7 +161,7 @@ capture_plan(TriggerData *trigdata)
 				 errmsg("trigger \"%s\" on table \"%s\" names the tracking of another table",
 						trigger->tgname, RelationGetRelationName(trigdata->tg_relation)),
 				 errhint("Install capture triggers with webhook.track().")));
-	if (strlen(kind) >= sizeof(entry->kind))
+	if (strlen(kind) >= sizeof(((TriggerPlan *) NULL)->kind))
 		elog(ERROR, "unknown webhook.source kind \"%s\"", kind);
 
 	/*
@@ -188,12 +170,8 @@ capture_plan(TriggerData *trigdata)
 	 * an entry left behind would silently capture nothing from then on.
 	 */
 	if (sql != NULL)
-	{
 		plan = prepare_as(WebhookRelationOwner(rel), sql);
-		if (SPI_keepplan(plan) != 0)
-			elog(ERROR, "could not keep capture plan");
-	}
-	entry = hash_search(capture_plans, &trigger->tgoid, HASH_ENTER, &found);
+	entry = WebhookPlanKeep(&key, plan);
 	entry->source_rel = rel;
 	strlcpy(entry->kind, kind, sizeof(entry->kind));
 	entry->plan = plan;
@@ -288,7 +266,7 @@ Datum
 webhook_capture(PG_FUNCTION_ARGS)
 {
 	TriggerData *trigdata = (TriggerData *) fcinfo->context;
-	CapturePlan *entry;
+	TriggerPlan *entry;
 	Tuplestorestate *rows;
 	TupleDesc	desc;
 
@@ -320,7 +298,9 @@ webhook_capture(PG_FUNCTION_ARGS)
 		SPI_finish();
 		return PointerGetDatum(NULL);
 	}
+	WebhookPlanBeginUse();
 	rows = run_capture(entry->plan, WebhookRelationOwner(entry->source_rel), &desc);
+	WebhookPlanEndUse();
 	if (tuplestore_tuple_count(rows) > 0)
 	{
 		bool		child = strcmp(entry->kind, "message") != 0 && strcmp(entry->kind, "row") != 0;

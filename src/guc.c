@@ -81,10 +81,10 @@ WebhookDefineSettings(void)
 							NULL, NULL, NULL);
 
 	DefineCustomStringVariable("webhook.retry_schedule",
-							   "Delays between attempts of a failing delivery, as a comma-separated list such as 5s,5m,2h.",
+							   "Delays between attempts of a failing delivery, as a comma-separated list such as 5s,5min,2h.",
 							   "When the list is used up the delivery is failed.",
 							   &webhook_retry_schedule_text,
-							   "5s,5m,30m,2h,5h,10h,10h",
+							   "5s,5min,30min,2h,5h,10h,10h",
 							   PGC_SIGHUP, 0,
 							   check_retry_schedule, assign_retry_schedule, NULL);
 
@@ -132,15 +132,23 @@ WebhookDefineSettings(void)
 }
 
 /*
- * Parse one duration such as "500ms", "5s", "5m", "5min", "2h" or "1d" into
- * milliseconds; false when it is not one.
+ * Parse one duration such as "500ms", "5s", "5min", "2h" or "1d" into
+ * milliseconds: PostgreSQL's time units, without "us" (too fine to wait
+ * for); false when it is not one.
  */
 static bool
-parse_duration(const char *s, int64 *ms)
+parse_duration(const char *s, void *out)
 {
+	static const struct
+	{
+		const char *unit;
+		int64		ms;
+	}			units[] = {
+		{"ms", 1}, {"min", 60000}, {"s", 1000}, {"h", 3600000}, {"d", 86400000}
+	};
 	char	   *end;
 	double		n;
-	int64		unit;
+	int64		unit = 0;
 
 	while (isspace((unsigned char) *s))
 		s++;
@@ -149,82 +157,30 @@ parse_duration(const char *s, int64 *ms)
 	n = strtod(s, &end);
 	while (isspace((unsigned char) *end))
 		end++;
-	if (strncmp(end, "ms", 2) == 0)
-		unit = 1, end += 2;
-	else if (strncmp(end, "min", 3) == 0)
-		unit = 60000, end += 3;
-	else if (*end == 's')
-		unit = 1000, end += 1;
-	else if (*end == 'm')
-		unit = 60000, end += 1;
-	else if (*end == 'h')
-		unit = 3600000, end += 1;
-	else if (*end == 'd')
-		unit = 86400000, end += 1;
-	else
-		return false;
+	for (int i = 0; i < (int) lengthof(units); i++)
+	{
+		size_t		len = strlen(units[i].unit);
+
+		if (strncmp(end, units[i].unit, len) == 0)
+		{
+			unit = units[i].ms;
+			end += len;
+			break;
+		}
+	}
 	while (isspace((unsigned char) *end))
 		end++;
-	if (*end != '\0' || n * unit > (double) INT64CONST(1000) * 86400 * 365 * 10)
+	if (unit == 0 || *end != '\0' || n * unit > (double) INT64CONST(1000) * 86400 * 365 * 10)
 		return false;
-	*ms = (int64) (n * unit);
+	*(int64 *) out = (int64) (n * unit);
 	return true;
 }
 
+/* Parse "a.b.c.d/n" or "x::y/n" (prefix optional) into a WebhookNetwork. */
 static bool
-check_retry_schedule(char **newval, void **extra, GucSource source)
+parse_network(const char *text, void *out)
 {
-	WebhookSchedule *sched;
-	char	   *copy;
-	char	   *item;
-	char	   *save;
-
-	/* extra is released by guc.c with free() */
-	sched = (WebhookSchedule *) malloc(sizeof(WebhookSchedule));
-	if (sched == NULL)
-	{
-		GUC_check_errcode(ERRCODE_OUT_OF_MEMORY);
-		return false;
-	}
-	sched->count = 0;
-	copy = pstrdup(*newval);
-	for (item = strtok_r(copy, ",", &save); item; item = strtok_r(NULL, ",", &save))
-	{
-		int64		ms;
-
-		if (!parse_duration(item, &ms))
-		{
-			GUC_check_errdetail("\"%s\" is not a duration.", item);
-			GUC_check_errhint("Write durations such as 500ms, 5s, 5m, 2h or 1d, separated by commas.");
-			pfree(copy);
-			free(sched);
-			return false;
-		}
-		if (sched->count >= WEBHOOK_MAX_RETRIES)
-		{
-			GUC_check_errdetail("The schedule has more than %d delays.", WEBHOOK_MAX_RETRIES);
-			pfree(copy);
-			free(sched);
-			return false;
-		}
-		sched->delay_ms[sched->count++] = ms;
-	}
-	pfree(copy);
-	*extra = sched;
-	return true;
-}
-
-static void
-assign_retry_schedule(const char *newval, void *extra)
-{
-	if (extra)
-		memcpy(&webhook_schedule, extra, sizeof(WebhookSchedule));
-}
-
-/* Parse "a.b.c.d/n" or "x::y/n" (prefix optional) into *net. */
-static bool
-parse_network(const char *text, WebhookNetwork *net)
-{
+	WebhookNetwork *net = (WebhookNetwork *) out;
 	char		buf[128];
 	char	   *slash;
 	char	   *p = buf;
@@ -258,105 +214,110 @@ parse_network(const char *text, WebhookNetwork *net)
 	return true;
 }
 
-static bool
-check_blocked_networks(char **newval, void **extra, GucSource source)
+/* How one list-valued setting's items are parsed and reported. */
+typedef struct ListSyntax
 {
-	WebhookNetworks *nets;
+	int			max_items;
+	size_t		item_size;
+	bool		(*parse) (const char *item, void *out);
+	const char *not_an_item;	/* errdetail, %s: the item */
+	const char *too_many;		/* errdetail, %d: max_items */
+	const char *hint;
+} ListSyntax;
+
+/*
+ * The check hook of a comma-separated list: *extra becomes a malloc'd
+ * count followed by max_items items (guc.c releases it with free()).
+ */
+static bool
+check_list(const ListSyntax *syntax, char **newval, void **extra)
+{
+	int		   *count;
+	char	   *items;
 	char	   *copy;
 	char	   *item;
 	char	   *save;
+	bool		ok = true;
 
-	nets = (WebhookNetworks *) malloc(sizeof(WebhookNetworks));
-	if (nets == NULL)
+	count = (int *) malloc(MAXALIGN(sizeof(int)) + syntax->max_items * syntax->item_size);
+	if (count == NULL)
 	{
 		GUC_check_errcode(ERRCODE_OUT_OF_MEMORY);
 		return false;
 	}
-	nets->count = 0;
+	*count = 0;
+	items = (char *) count + MAXALIGN(sizeof(int));
 	copy = pstrdup(*newval);
-	for (item = strtok_r(copy, ",", &save); item; item = strtok_r(NULL, ",", &save))
+	for (item = strtok_r(copy, ",", &save); ok && item; item = strtok_r(NULL, ",", &save))
 	{
-		if (nets->count >= WEBHOOK_MAX_BLOCKED)
+		if (*count >= syntax->max_items)
 		{
-			GUC_check_errdetail("The list has more than %d networks.", WEBHOOK_MAX_BLOCKED);
-			pfree(copy);
-			free(nets);
-			return false;
+			GUC_check_errdetail(syntax->too_many, syntax->max_items);
+			ok = false;
 		}
-		if (!parse_network(item, &nets->nets[nets->count]))
+		else if (!syntax->parse(item, items + *count * syntax->item_size))
 		{
-			GUC_check_errdetail("\"%s\" is not a network in CIDR form.", item);
-			GUC_check_errhint("Write networks such as 10.0.0.0/8 or fd00::/8, separated by commas.");
-			pfree(copy);
-			free(nets);
-			return false;
+			GUC_check_errdetail(syntax->not_an_item, item);
+			GUC_check_errhint("%s", syntax->hint);
+			ok = false;
 		}
-		nets->count++;
+		else
+			(*count)++;
 	}
 	pfree(copy);
-	*extra = nets;
+	if (!ok)
+	{
+		free(count);
+		return false;
+	}
+	*extra = count;
 	return true;
+}
+
+/* Copy what check_list() parsed into a setting's parsed form. */
+static void
+assign_list(const ListSyntax *syntax, void *extra, int *count, void *items)
+{
+	if (extra == NULL)
+		return;
+	*count = *(int *) extra;
+	memcpy(items, (char *) extra + MAXALIGN(sizeof(int)), *count * syntax->item_size);
+}
+
+static const ListSyntax schedule_syntax = {
+	WEBHOOK_MAX_RETRIES, sizeof(int64), parse_duration,
+	gettext_noop("\"%s\" is not a duration."),
+	gettext_noop("The schedule has more than %d delays."),
+	gettext_noop("Write durations such as 500ms, 5s, 5min, 2h or 1d, separated by commas.")
+};
+
+static const ListSyntax networks_syntax = {
+	WEBHOOK_MAX_BLOCKED, sizeof(WebhookNetwork), parse_network,
+	gettext_noop("\"%s\" is not a network in CIDR form."),
+	gettext_noop("The list has more than %d networks."),
+	gettext_noop("Write networks such as 10.0.0.0/8 or fd00::/8, separated by commas.")
+};
+
+static bool
+check_retry_schedule(char **newval, void **extra, GucSource source)
+{
+	return check_list(&schedule_syntax, newval, extra);
+}
+
+static void
+assign_retry_schedule(const char *newval, void *extra)
+{
+	assign_list(&schedule_syntax, extra, &webhook_schedule.count, webhook_schedule.delay_ms);
+}
+
+static bool
+check_blocked_networks(char **newval, void **extra, GucSource source)
+{
+	return check_list(&networks_syntax, newval, extra);
 }
 
 static void
 assign_blocked_networks(const char *newval, void *extra)
 {
-	if (extra)
-		memcpy(&webhook_blocked, extra, sizeof(WebhookNetworks));
-}
-
-/* Is the address (4 or 16 bytes of the family) in webhook.blocked_networks? */
-static bool
-address_blocked(int family, const unsigned char *bytes)
-{
-	int			i;
-
-	/* an IPv4-mapped IPv6 address is checked as the IPv4 address it is */
-	if (family == AF_INET6 && memcmp(bytes, "\0\0\0\0\0\0\0\0\0\0\xff\xff", 12) == 0)
-	{
-		family = AF_INET;
-		bytes += 12;
-	}
-
-	for (i = 0; i < webhook_blocked.count; i++)
-	{
-		const WebhookNetwork *net = &webhook_blocked.nets[i];
-		int			full = net->bits / 8;
-		int			rest = net->bits % 8;
-
-		if (net->family != family)
-			continue;
-		if (memcmp(bytes, net->addr, full) != 0)
-			continue;
-		if (rest && ((bytes[full] ^ net->addr[full]) & (0xFF << (8 - rest)) & 0xFF))
-			continue;
-		return true;
-	}
-	return false;
-}
-
-/* Does the socket address fall in webhook.blocked_networks? Safe in curl callbacks. */
-bool
-WebhookAddressBlocked(const struct sockaddr *addr)
-{
-	if (addr->sa_family == AF_INET)
-		return address_blocked(AF_INET,
-							   (const unsigned char *) &((const struct sockaddr_in *) addr)->sin_addr);
-	if (addr->sa_family == AF_INET6)
-		return address_blocked(AF_INET6,
-							   (const unsigned char *) &((const struct sockaddr_in6 *) addr)->sin6_addr);
-	return false;
-}
-
-/* The same for an address as text, as curl reports it. Safe in curl callbacks. */
-bool
-WebhookAddressTextBlocked(const char *ip)
-{
-	unsigned char bytes[16];
-
-	if (inet_pton(AF_INET, ip, bytes) == 1)
-		return address_blocked(AF_INET, bytes);
-	if (inet_pton(AF_INET6, ip, bytes) == 1)
-		return address_blocked(AF_INET6, bytes);
-	return false;
+	assign_list(&networks_syntax, extra, &webhook_blocked.count, webhook_blocked.nets);
 }

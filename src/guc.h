@@ -8,8 +8,6 @@
 #ifndef WEBHOOK_GUC_H
 #define WEBHOOK_GUC_H
 
-#include <netinet/in.h>
-
 #define WEBHOOK_MAX_RETRIES 64
 #define WEBHOOK_MAX_BLOCKED 64
 
@@ -48,7 +46,5 @@ extern WebhookSchedule webhook_schedule;
 extern WebhookNetworks webhook_blocked;
 
 extern void WebhookDefineSettings(void);
-extern bool WebhookAddressBlocked(const struct sockaddr *addr);
-extern bool WebhookAddressTextBlocked(const char *ip);
 
 #endif							/* WEBHOOK_GUC_H */

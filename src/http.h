@@ -1,58 +1,93 @@
 /*-------------------------------------------------------------------------
  *
  * http.h
- *		The worker's HTTP engine: libcurl's multi interface, its sockets fed
- *		into one epoll set that is waited on with the worker's latch.
+ *		Everything HTTP: URLs, request headers and signatures, the
+ *		blocked-network check, the worker's asynchronous engine (libcurl's
+ *		multi interface waited on with the latch), the backends' synchronous
+ *		one, and the decoding of responses. Only http.c sees libcurl.
  *
  *-------------------------------------------------------------------------
  */
 #ifndef WEBHOOK_HTTP_H
 #define WEBHOOK_HTTP_H
 
-#include <curl/curl.h>
-
 #include "lib/ilist.h"
+#include "lib/stringinfo.h"
+
+#include "signing.h"
+
+/* What a reply that is judged (a handshake, a moderation hook) may be. */
+#define WEBHOOK_REPLY_CAP (64 * 1024)
+#define WEBHOOK_HTTP_ERROR_SIZE 256
+
+/* How a request ended. */
+typedef enum WebhookHttpOutcome
+{
+	WEBHOOK_HTTP_RESPONSE,		/* a response came back: see status */
+	WEBHOOK_HTTP_TIMEOUT,		/* webhook.timeout passed first */
+	WEBHOOK_HTTP_FAILED			/* no response: see WebhookHttpError() */
+} WebhookHttpOutcome;
 
 /*
- * One HTTP request. The caller fills url, body and headers and owns them;
- * the engine fills the result fields. The response buffers are malloc'd by
- * the curl callbacks and released with WebhookHttpRelease().
+ * One signed POST. The caller fills the request fields and owns them; the
+ * engine fills the results. The response buffers are malloc'd by libcurl's
+ * callbacks and freed by WebhookHttpRelease().
  */
 typedef struct WebhookRequest
 {
 	dlist_node	node;			/* in the engine's done list */
 	void	   *owner;			/* the caller's object */
 
+	/* the request */
 	const char *url;
+	const char *content_type;
 	const char *body;
 	size_t		body_len;
-	struct curl_slist *headers;
+	const char *id;				/* webhook-id */
+	const WebhookKey *key;		/* signs it (an empty key: no signature) */
+	int			nheaders;		/* the endpoint's "Name: value" lines */
+	char	  **headers;
 	long		timeout_ms;
+	size_t		max_body;		/* most bytes of the response body kept */
 
 	/* results */
-	CURLcode	result;
+	WebhookHttpOutcome outcome;
 	long		status;			/* 0 when no response came back */
 	int64		duration_us;
 	bool		blocked;		/* refused by webhook.blocked_networks */
-	char		errbuf[CURL_ERROR_SIZE];
-	char	   *resp;			/* body, at most resp_cap bytes (malloc'd) */
+	char		errbuf[WEBHOOK_HTTP_ERROR_SIZE];
+	char	   *resp;			/* body, at most max_body bytes (malloc'd) */
 	size_t		resp_len;
-	size_t		resp_cap;
 	size_t		resp_alloc;
 	char	   *hdrs;			/* header lines of the final response (malloc'd) */
 	size_t		hdrs_len;
 	size_t		hdrs_alloc;
 
-	CURL	   *easy;
+	/* http.c's own */
+	int			code;			/* libcurl's result code */
+	void	   *easy;			/* libcurl's handle, in flight */
+	void	   *header_list;	/* libcurl's list of the request's headers */
 } WebhookRequest;
 
+/* URLs and bodies */
+extern char *WebhookUrlWithToken(const char *url, const char *token);
+extern void WebhookFormField(StringInfo buf, const char *name, const char *value);
+extern void WebhookParseHeaders(const char *json, int *n, char ***lines);
+
+/* the worker's engine */
 extern void WebhookHttpInit(void);
 extern void WebhookHttpConfigure(void);
 extern void WebhookHttpStart(WebhookRequest *req);
-extern void WebhookHttpPerform(WebhookRequest *req);
 extern int	WebhookHttpInFlight(void);
 extern int	WebhookHttpWait(long timeout_ms, dlist_head *done, bool wake_on_latch);
+
+/* a backend's synchronous request */
+extern void WebhookHttpPerform(WebhookRequest *req);
+
+/* results */
 extern void WebhookHttpRelease(WebhookRequest *req);
 extern const char *WebhookHttpError(WebhookRequest *req);
+extern char *WebhookResponseBody(WebhookRequest *req);
+extern char *WebhookResponseHeaders(WebhookRequest *req, int64 *retry_after_ms);
 
 #endif							/* WEBHOOK_HTTP_H */

@@ -27,7 +27,6 @@
 #include "lib/stringinfo.h"
 #include "mb/pg_wchar.h"
 #include "utils/builtins.h"
-#include "utils/hsearch.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
@@ -35,19 +34,12 @@
 
 #include "guc.h"
 #include "http.h"
+#include "plans.h"
 #include "signing.h"
 #include "webhook.h"
 
 PG_FUNCTION_INFO_V1(webhook_moderate);
 
-/* A moderated table's prepared field query, by trigger. */
-typedef struct ModerationPlan
-{
-	Oid			trigger;		/* hash key */
-	SPIPlanPtr	plan;
-} ModerationPlan;
-
-static HTAB *moderation_plans = NULL;
 static SPIPlanPtr lookup_plan = NULL;
 
 static const char *lookup_sql =
@@ -58,51 +50,23 @@ static const char *lookup_sql =
 " WHERE m.rel = $1 OR m.rel IN (SELECT relid FROM pg_catalog.pg_partition_ancestors($1))"
 " ORDER BY m.rel = $1 DESC LIMIT 1";
 
-/* Append "&name=value" (url-encoded) to a form body; NULL values are left out. */
-static void
-form_field(StringInfo buf, const char *name, const char *value)
-{
-	char	   *enc;
-
-	if (value == NULL)
-		return;
-	enc = curl_easy_escape(NULL, value, 0);
-	if (enc == NULL)
-		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
-	if (buf->len > 0)
-		appendStringInfoChar(buf, '&');
-	appendStringInfo(buf, "%s=%s", name, enc);
-	curl_free(enc);
-}
-
-/* The prepared field query for this trigger. */
+/* The prepared field query for this trigger (plans.c). */
 static SPIPlanPtr
-field_plan(Trigger *trigger, const char *sql, Oid rowtype)
+field_plan(Trigger *trigger, Relation rel, const char *sql)
 {
-	ModerationPlan *entry;
-	bool		found;
+	TriggerPlanKey key;
+	TriggerPlan *entry;
+	Oid			rowtype = rel->rd_rel->reltype;
 	SPIPlanPtr	plan;
 
-	if (moderation_plans == NULL)
-	{
-		HASHCTL		ctl;
-
-		ctl.keysize = sizeof(Oid);
-		ctl.entrysize = sizeof(ModerationPlan);
-		moderation_plans = hash_create("webhook moderation plans", 16, &ctl,
-									   HASH_ELEM | HASH_BLOBS);
-	}
-	entry = hash_search(moderation_plans, &trigger->tgoid, HASH_FIND, &found);
-	if (found)
+	WebhookPlanKeyInit(&key, PLAN_MODERATION, trigger->tgoid, RelationGetRelid(rel), 0);
+	entry = WebhookPlanFind(&key);
+	if (entry != NULL)
 		return entry->plan;
 	plan = SPI_prepare(sql, 1, &rowtype);	/* as the table's owner: see below */
 	if (plan == NULL)
 		elog(ERROR, "could not prepare moderation query: %s", SPI_result_code_string(SPI_result));
-	if (SPI_keepplan(plan) != 0)
-		elog(ERROR, "could not keep moderation plan");
-	entry = hash_search(moderation_plans, &trigger->tgoid, HASH_ENTER, &found);
-	entry->plan = plan;
-	return plan;
+	return WebhookPlanKeep(&key, plan)->plan;
 }
 
 /* Turn a JSON value into a datum of a column's type. */
@@ -153,7 +117,7 @@ column(Relation rel, const char *name)
 	if (attnum <= 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_COLUMN),
-				 errmsg("column \"%s\" of moderated table %s does not exist",
+				 errmsg("column \"%s\" of moderated table \"%s\" does not exist",
 						name, RelationGetRelationName(rel)),
 				 errhint("Call webhook.moderate() again after changing the table.")));
 	return attnum;
@@ -202,7 +166,6 @@ webhook_moderate(PG_FUNCTION_ARGS)
 	StringInfoData form;
 	WebhookRequest req;
 	WebhookKey	key;
-	struct curl_slist *h;
 	char		id[64];
 	uint8		rnd[8];
 	char	   *reply;
@@ -244,7 +207,7 @@ webhook_moderate(PG_FUNCTION_ARGS)
 	if (SPI_processed != 1)
 		ereport(ERROR,
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("table %s has a moderation trigger but no moderation hook",
+				 errmsg("table \"%s\" has a moderation trigger but no moderation hook",
 						RelationGetRelationName(rel)),
 				 errhint("Install moderation hooks with webhook.moderate().")));
 
@@ -263,7 +226,8 @@ webhook_moderate(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("moderation hook endpoint %lld is disabled", (long long) endpoint_id),
-				 errdetail("Rows of %s are rejected until it is enabled.", RelationGetRelationName(rel)),
+				 errdetail("Rows of table \"%s\" are rejected until it is enabled.",
+						   RelationGetRelationName(rel)),
 				 errhint("Enable it with webhook.enable_endpoint().")));
 
 	/*
@@ -271,62 +235,75 @@ webhook_moderate(PG_FUNCTION_ARGS)
 	 * as the table's owner, restricted (owner.c), planning included.
 	 */
 	WebhookBecomeUser(DatumGetObjectId(SPI_getbinval(m, mdesc, 11, &nulls[0])), &as_owner);
-	plan = field_plan(trigdata->tg_trigger, SPI_getvalue(m, mdesc, 1), rel->rd_rel->reltype);
+	plan = field_plan(trigdata->tg_trigger, rel, SPI_getvalue(m, mdesc, 1));
 	arg = heap_copy_tuple_as_datum(tuple, RelationGetDescr(rel));
+	WebhookPlanBeginUse();
 	if (SPI_execute_plan(plan, &arg, NULL, true, 1) != SPI_OK_SELECT || SPI_processed != 1)
 		elog(ERROR, "could not compute the moderation fields");
+	WebhookPlanEndUse();
 	WebhookRestoreUser(&as_owner);
 	f = SPI_tuptable->vals[0];
 	fdesc = SPI_tuptable->tupdesc;
 
 	MemoryContextSwitchTo(callctx);
 	initStringInfo(&form);
-	form_field(&form, "action", action);
+	WebhookFormField(&form, "action", action);
 	if (strcmp(action, "publish") == 0)
 	{
-		form_field(&form, "channel_name", SPI_getvalue(f, fdesc, 1));
-		form_field(&form, "payload", SPI_getvalue(f, fdesc, 2));
-		form_field(&form, "originator", SPI_getvalue(f, fdesc, 3));
+		WebhookFormField(&form, "channel_name", SPI_getvalue(f, fdesc, 1));
+		WebhookFormField(&form, "payload", SPI_getvalue(f, fdesc, 2));
+		WebhookFormField(&form, "originator", SPI_getvalue(f, fdesc, 3));
 	}
 	else
 	{
-		form_field(&form, "sender", SPI_getvalue(f, fdesc, 3));
-		form_field(&form, "recipient", SPI_getvalue(f, fdesc, 4));
-		form_field(&form, "recipient_exists", SPI_getvalue(f, fdesc, 5));
-		form_field(&form, "payload", SPI_getvalue(f, fdesc, 2));
+		WebhookFormField(&form, "sender", SPI_getvalue(f, fdesc, 3));
+		WebhookFormField(&form, "recipient", SPI_getvalue(f, fdesc, 4));
+		WebhookFormField(&form, "recipient_exists", SPI_getvalue(f, fdesc, 5));
+		WebhookFormField(&form, "payload", SPI_getvalue(f, fdesc, 2));
 	}
 
 	/* Signed like every request. */
 	if (!pg_strong_random(rnd, sizeof(rnd)))
-		elog(ERROR, "could not generate random bytes");
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg("could not generate random bytes")));
 	snprintf(id, sizeof(id), "mod_%lld_%02x%02x%02x%02x%02x%02x%02x%02x", (long long) endpoint_id,
 			 rnd[0], rnd[1], rnd[2], rnd[3], rnd[4], rnd[5], rnd[6], rnd[7]);
 	if (!WebhookDecodeSecret(secret, &key))
 		key.len = 0;
-	h = WebhookSignedHeaders(&key, id, "application/x-www-form-urlencoded", form.data, form.len,
-							 nheaders, headers);
-
 	memset(&req, 0, sizeof(req));
 	req.url = url;
+	req.content_type = "application/x-www-form-urlencoded";
 	req.body = form.data;
 	req.body_len = form.len;
-	req.headers = h;
+	req.id = id;
+	req.key = &key;
+	req.nheaders = nheaders;
+	req.headers = headers;
 	req.timeout_ms = webhook_timeout;
+	req.max_body = WEBHOOK_REPLY_CAP;
 	perform(&req);
 
 	/* What came back. */
-	if (req.result != CURLE_OK || req.status == 0)
+	if (req.outcome != WEBHOOK_HTTP_RESPONSE)
 	{
-		const char *why = req.result == CURLE_OPERATION_TIMEDOUT ? "timed out" : WebhookHttpError(&req);
-		char	   *msg = pstrdup(why);
+		bool		timed_out = req.outcome == WEBHOOK_HTTP_TIMEOUT;
+		char	   *msg = pstrdup(WebhookHttpError(&req));
 
 		WebhookHttpRelease(&req);
+		if (timed_out)
+			ereport(ERROR,
+					(errcode(ERRCODE_CONNECTION_FAILURE),
+					 errmsg("moderation hook of table \"%s\" timed out",
+							RelationGetRelationName(rel)),
+					 errdetail("The row was rejected; endpoint %lld at \"%s\" did not answer within webhook.timeout (%d ms).",
+							   (long long) endpoint_id, url, webhook_timeout)));
 		ereport(ERROR,
 				(errcode(ERRCODE_CONNECTION_FAILURE),
-				 errmsg("moderation hook of %s %s: %s", RelationGetRelationName(rel),
-						req.result == CURLE_OPERATION_TIMEDOUT ? "timed out" : "could not be reached", msg),
-				 errdetail("The row was rejected; endpoint %lld at %s, webhook.timeout = %d ms.",
-						   (long long) endpoint_id, url, webhook_timeout)));
+				 errmsg("moderation hook of table \"%s\" could not be reached: %s",
+						RelationGetRelationName(rel), msg),
+				 errdetail("The row was rejected; endpoint %lld at \"%s\".",
+						   (long long) endpoint_id, url)));
 	}
 	if (req.status != 200)
 	{
@@ -335,7 +312,8 @@ webhook_moderate(PG_FUNCTION_ARGS)
 		WebhookHttpRelease(&req);
 		ereport(ERROR,
 				(errcode(ERRCODE_PROTOCOL_VIOLATION),
-				 errmsg("moderation hook of %s answered HTTP %ld", RelationGetRelationName(rel), status),
+				 errmsg("moderation hook of table \"%s\" answered HTTP %ld",
+						RelationGetRelationName(rel), status),
 				 errdetail("The row was rejected; a moderation hook must answer 200 with [success, details].")));
 	}
 	reply = pnstrdup(req.resp ? req.resp : "", req.resp_len);
@@ -349,7 +327,7 @@ webhook_moderate(PG_FUNCTION_ARGS)
 
 		if (valid)
 		{
-			lex = makeJsonLexContextCstringLen(reply, strlen(reply), GetDatabaseEncoding(), true);
+			lex = WebhookJsonLexContext(reply, strlen(reply), GetDatabaseEncoding());
 			valid = pg_parse_json(lex, &nullSemAction) == JSON_SUCCESS;
 		}
 		jb = valid ? DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(reply))) : NULL;
@@ -361,7 +339,8 @@ webhook_moderate(PG_FUNCTION_ARGS)
 			!JsonContainerIsObject(details_v.val.binary.data))
 			ereport(ERROR,
 					(errcode(ERRCODE_PROTOCOL_VIOLATION),
-					 errmsg("moderation hook of %s sent a malformed reply", RelationGetRelationName(rel)),
+					 errmsg("moderation hook of table \"%s\" sent a malformed reply",
+							RelationGetRelationName(rel)),
 					 errdetail("The row was rejected; the reply must be a JSON array [success, details], got: %.200s",
 							   reply)));
 		details = JsonbValueToJsonb(&details_v);
@@ -376,7 +355,8 @@ webhook_moderate(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("%s", error),
-				 errdetail("The moderation hook of %s rejected the row.", RelationGetRelationName(rel))));
+				 errdetail("The moderation hook of table \"%s\" rejected the row.",
+						   RelationGetRelationName(rel))));
 	}
 
 	/* Let it in, with what the details override. */

@@ -22,9 +22,11 @@
 #include "postgres.h"
 
 #include "access/table.h"
+#include "access/xact.h"
 #include "access/xlog.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_class.h"
+#include "catalog/pg_proc.h"
 #include "catalog/pg_type.h"
 #include "miscadmin.h"
 #include "nodes/nodeFuncs.h"
@@ -39,11 +41,16 @@
 #include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
+#include "utils/jsonb.h"
 #include "utils/lsyscache.h"
+#include "utils/memutils.h"
 #include "utils/rel.h"
+#include "utils/resowner.h"
 #include "utils/ruleutils.h"
 #include "utils/syscache.h"
+#include "utils/timeout.h"
 
+#include "guc.h"
 #include "webhook.h"
 
 PG_FUNCTION_INFO_V1(webhook_parse_expr);
@@ -88,6 +95,110 @@ WebhookRelationOwner(Oid relid)
 	owner = ((Form_pg_class) GETSTRUCT(tup))->relowner;
 	ReleaseSysCache(tup);
 	return owner;
+}
+
+/* The row type of a table of schema webhook. */
+Oid
+WebhookRowType(const char *table)
+{
+	return get_rel_type_id(get_relname_relid(table, get_namespace_oid("webhook", false)));
+}
+
+/* Stop the time limit of a user's function; a cancel it raised too late is dropped. */
+static void
+end_function_timeout(void)
+{
+	disable_timeout(STATEMENT_TIMEOUT, true);
+	if (get_timeout_indicator(STATEMENT_TIMEOUT, true))
+		QueryCancelPending = false;
+}
+
+/*
+ * Call a user's function (a format or on_response function) as its owner,
+ * restricted, in a subtransaction, within webhook.timeout: its result, or
+ * NULL with *error set to what it raised. It must take exactly argtypes and
+ * return one value (of rettype, unless InvalidOid). The result is in the
+ * caller's memory context; jsonb results come as text.
+ */
+char *
+WebhookCallUserFunction(Oid fn, int nargs, const Oid *argtypes, Oid rettype, Datum *args,
+						char **error)
+{
+	MemoryContext old = CurrentMemoryContext;
+	ResourceOwner owner = CurrentResourceOwner;
+	char	   *volatile result = NULL;
+
+	*error = NULL;
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(old);
+	PG_TRY();
+	{
+		LOCAL_FCINFO(fcinfo, 4);
+		FmgrInfo	flinfo;
+		WebhookUser save;
+		HeapTuple	tup = SearchSysCache1(PROCOID, ObjectIdGetDatum(fn));
+		Oid			fn_owner;
+		Datum		d;
+
+		Form_pg_proc proc;
+
+		if (!HeapTupleIsValid(tup))
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_FUNCTION),
+					 errmsg("function with OID %u does not exist", fn)));
+		proc = (Form_pg_proc) GETSTRUCT(tup);
+		/* what the endpoint row names was checked when written; a function may have changed since */
+		if (proc->prokind != PROKIND_FUNCTION || proc->proretset || proc->pronargs != nargs ||
+			memcmp(proc->proargtypes.values, argtypes, nargs * sizeof(Oid)) != 0 ||
+			(OidIsValid(rettype) && proc->prorettype != rettype))
+			ereport(ERROR,
+					(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+					 errmsg("function \"%s\" does not have the form its use needs",
+							NameStr(proc->proname))));
+		fn_owner = proc->proowner;
+		ReleaseSysCache(tup);
+
+		Assert(nargs <= 4);
+		/* one slow function must not hold up every endpoint: webhook.timeout */
+		enable_timeout_after(STATEMENT_TIMEOUT, webhook_timeout);
+		WebhookBecomeUser(fn_owner, &save);
+		fmgr_info(fn, &flinfo);
+		InitFunctionCallInfoData(*fcinfo, &flinfo, nargs, InvalidOid, NULL, NULL);
+		for (int i = 0; i < nargs; i++)
+		{
+			fcinfo->args[i].value = args[i];
+			fcinfo->args[i].isnull = false;
+		}
+		d = FunctionCallInvoke(fcinfo);
+		if (fcinfo->isnull)
+			result = NULL;
+		else if (get_func_rettype(fn) == JSONBOID)
+			result = JsonbToCString(NULL, &DatumGetJsonbP(d)->root, -1);
+		else
+			result = "";		/* on_response: void */
+		WebhookRestoreUser(&save);
+		end_function_timeout();
+		ReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(old);
+		CurrentResourceOwner = owner;
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(old);
+		end_function_timeout();
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(old);
+		CurrentResourceOwner = owner;
+		*error = pstrdup(edata->message);
+		FreeErrorData(edata);
+		result = NULL;
+	}
+	PG_END_TRY();
+	return result;
 }
 
 /*

@@ -11,14 +11,9 @@
  */
 #include "postgres.h"
 
-#include <time.h>
-
 #include "common/base64.h"
 #include "common/hmac.h"
 #include "common/sha2.h"
-#include "utils/builtins.h"
-#include "utils/fmgrprotos.h"
-#include "utils/jsonb.h"
 #include "utils/resowner.h"
 
 #include "signing.h"
@@ -67,7 +62,9 @@ WebhookSign(const WebhookKey *key, const char *id, int64 timestamp,
 	snprintf(ts, sizeof(ts), INT64_FORMAT, timestamp);
 	ctx = pg_hmac_create(PG_SHA256);
 	if (ctx == NULL)
-		elog(ERROR, "out of memory creating an HMAC context");
+		ereport(ERROR,
+				(errcode(ERRCODE_OUT_OF_MEMORY),
+				 errmsg("out of memory")));
 	if (pg_hmac_init(ctx, key->bytes, key->len) < 0 ||
 		pg_hmac_update(ctx, (const uint8 *) id, strlen(id)) < 0 ||
 		pg_hmac_update(ctx, (const uint8 *) ".", 1) < 0 ||
@@ -79,7 +76,9 @@ WebhookSign(const WebhookKey *key, const char *id, int64 timestamp,
 		const char *why = pg_hmac_error(ctx);
 
 		pg_hmac_free(ctx);
-		elog(ERROR, "could not compute HMAC-SHA256: %s", why);
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg("could not compute the request signature: %s", why)));
 	}
 	pg_hmac_free(ctx);
 	CurrentResourceOwner = saved;
@@ -90,59 +89,4 @@ WebhookSign(const WebhookKey *key, const char *id, int64 timestamp,
 	enc_len = pg_b64_encode((const char *) digest, sizeof(digest), out + 3, enc_len);
 	out[3 + enc_len] = '\0';
 	return out;
-}
-
-/*
- * The headers of a request: its content type, the Standard Webhooks
- * headers for this id, body and the current time, then the endpoint's own.
- * The list is malloc'd by libcurl; the caller frees it (curl_slist_free_all).
- */
-struct curl_slist *
-WebhookSignedHeaders(const WebhookKey *key, const char *id, const char *content_type,
-					 const char *body, size_t body_len, int nheaders, char **headers)
-{
-	struct curl_slist *h = NULL;
-	int64		ts = (int64) time(NULL);
-	char	   *sig = WebhookSign(key, id, ts, body, body_len);
-	char		line[160];
-	int			i;
-
-	snprintf(line, sizeof(line), "Content-Type: %s", content_type);
-	h = curl_slist_append(h, line);
-	h = curl_slist_append(h, "Expect:");	/* no 100-continue round trip */
-	snprintf(line, sizeof(line), "webhook-id: %s", id);
-	h = curl_slist_append(h, line);
-	snprintf(line, sizeof(line), "webhook-timestamp: " INT64_FORMAT, ts);
-	h = curl_slist_append(h, line);
-	snprintf(line, sizeof(line), "webhook-signature: %s", sig);
-	h = curl_slist_append(h, line);
-	for (i = 0; i < nheaders; i++)
-		h = curl_slist_append(h, headers[i]);
-	pfree(sig);
-	if (h == NULL)
-		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
-	return h;
-}
-
-/* An endpoint's headers (jsonb text) as "Name: value" lines, palloc'd. */
-void
-WebhookParseHeaders(const char *json, int *n, char ***lines)
-{
-	Jsonb	   *jb = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(json)));
-	JsonbIterator *it = JsonbIteratorInit(&jb->root);
-	JsonbValue	v;
-	JsonbIteratorToken tok;
-	char	   *key = NULL;
-	int			count = 0;
-	char	  **out = palloc(sizeof(char *) * (JsonContainerSize(&jb->root) + 1));
-
-	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
-	{
-		if (tok == WJB_KEY)
-			key = pnstrdup(v.val.string.val, v.val.string.len);
-		else if (tok == WJB_VALUE && v.type == jbvString && key)
-			out[count++] = psprintf("%s: %.*s", key, v.val.string.len, v.val.string.val);
-	}
-	*n = count;
-	*lines = out;
 }

@@ -1,15 +1,13 @@
 /*-------------------------------------------------------------------------
  *
  * util.c
- *		Small SQL-callable helpers for the install script: URL validation
- *		with libcurl's URL API, random bytes, compact message objects and the
- *		explicit wake-up of the worker.
+ *		Small SQL-callable helpers for the install script: random bytes,
+ *		compact message objects, table names and the explicit wake-up of the
+ *		worker. (URLs are checked in http.c.)
  *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
-
-#include <curl/curl.h>
 
 #include "fmgr.h"
 #include "port.h"
@@ -19,80 +17,11 @@
 
 #include "webhook.h"
 
-PG_FUNCTION_INFO_V1(webhook_check_url);
 PG_FUNCTION_INFO_V1(webhook_random_bytes);
 PG_FUNCTION_INFO_V1(webhook_strip);
 PG_FUNCTION_INFO_V1(webhook_wake);
 PG_FUNCTION_INFO_V1(webhook_table_name);
 PG_FUNCTION_INFO_V1(webhook_schema_name);
-
-/*
- * Refuse a URL that libcurl cannot parse, whose scheme is not http or https,
- * or that has no host. Returns the URL as libcurl normalizes it.
- */
-Datum
-webhook_check_url(PG_FUNCTION_ARGS)
-{
-	char	   *url = text_to_cstring(PG_GETARG_TEXT_PP(0));
-	CURLU	   *h = curl_url();
-	CURLUcode	rc;
-	char	   *scheme = NULL;
-	char	   *host = NULL;
-	char	   *full = NULL;
-	text	   *result;
-
-	if (h == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_OUT_OF_MEMORY),
-				 errmsg("out of memory")));
-
-	rc = curl_url_set(h, CURLUPART_URL, url, CURLU_NON_SUPPORT_SCHEME);
-	if (rc != CURLUE_OK)
-	{
-		const char *why = curl_url_strerror(rc);
-
-		curl_url_cleanup(h);
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("invalid endpoint url \"%s\"", url),
-				 errdetail("libcurl could not parse it: %s.", why),
-				 errhint("Give an absolute URL such as https://example.com/hooks.")));
-	}
-	if (curl_url_get(h, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK ||
-		(pg_strcasecmp(scheme, "http") != 0 && pg_strcasecmp(scheme, "https") != 0))
-	{
-		char	   *s = pstrdup(scheme ? scheme : "");
-
-		curl_free(scheme);
-		curl_url_cleanup(h);
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("endpoint url scheme \"%s\" is not supported", s),
-				 errhint("Use http or https.")));
-	}
-	if (curl_url_get(h, CURLUPART_HOST, &host, 0) != CURLUE_OK || host == NULL || host[0] == '\0')
-	{
-		curl_free(scheme);
-		curl_free(host);
-		curl_url_cleanup(h);
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("endpoint url \"%s\" has no host", url)));
-	}
-	if (curl_url_get(h, CURLUPART_URL, &full, 0) != CURLUE_OK)
-	{
-		curl_free(scheme);
-		curl_free(host);
-		curl_url_cleanup(h);
-		elog(ERROR, "libcurl could not rebuild url \"%s\"", url);
-	}
-	result = cstring_to_text(full);
-	curl_free(full);
-	curl_free(scheme);
-	curl_free(host);
-	curl_url_cleanup(h);
-	PG_RETURN_TEXT_P(result);
-}
 
 /* n bytes from pg_strong_random, as bytea. */
 Datum

@@ -13,7 +13,9 @@
 #include "storage/latch.h"
 #include "storage/spin.h"
 
-#define WEBHOOK_VERSION "0.1"
+#include "compat.h"
+
+/* WEBHOOK_VERSION comes from EXTVERSION in the Makefile */
 #define WEBHOOK_USER_AGENT "webhook/" WEBHOOK_VERSION
 #define WEBHOOK_WORKER_NAME "webhook worker"
 
@@ -45,6 +47,9 @@ typedef struct WebhookUser
 extern void WebhookBecomeUser(Oid role, WebhookUser *save);
 extern void WebhookRestoreUser(WebhookUser *save);
 extern Oid	WebhookRelationOwner(Oid relid);
+extern Oid	WebhookRowType(const char *table);
+extern char *WebhookCallUserFunction(Oid fn, int nargs, const Oid *argtypes, Oid rettype,
+									 Datum *args, char **error);
 
 /* worker.c */
 extern void WebhookRegisterWorker(void);

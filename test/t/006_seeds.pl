@@ -225,12 +225,12 @@ my $queued = $node->safe_psql('postgres', "SELECT count(*) FROM webhook.queue WH
   + $node->safe_psql('postgres', "SELECT count(*) FROM webhook.delivery WHERE event->>'table' = 'publication'");
 like(moderate_with('/mod_deny'), qr/ERROR:  You are muted in channel-1/, 'rejected with the endpoint\'s error');
 like(moderate_with('/mod_deny_default'), qr/ERROR:  Unauthorized/, 'rejected as Unauthorized by default');
-like(moderate_with('/mod_slow'), qr/ERROR:  moderation hook of publication timed out/, 'rejected on timeout');
-like(moderate_with('/mod_malformed'), qr/ERROR:  moderation hook of publication sent a malformed reply/, 'rejected on a malformed reply');
-like(moderate_with('/mod_500'), qr/ERROR:  moderation hook of publication answered HTTP 500/, 'rejected on a non-200');
+like(moderate_with('/mod_slow'), qr/ERROR:  moderation hook of table "publication" timed out/, 'rejected on timeout');
+like(moderate_with('/mod_malformed'), qr/ERROR:  moderation hook of table "publication" sent a malformed reply/, 'rejected on a malformed reply');
+like(moderate_with('/mod_500'), qr/ERROR:  moderation hook of table "publication" answered HTTP 500/, 'rejected on a non-200');
 my $port = PostgreSQL::Test::Cluster::get_free_port();
 $node->safe_psql('postgres', "SELECT webhook.alter_endpoint($mod, url => 'http://127.0.0.1:$port/')");
-like(moderate_with_url(), qr/ERROR:  moderation hook of publication could not be reached/, 'rejected when the hook is down');
+like(moderate_with_url(), qr/ERROR:  moderation hook of table "publication" could not be reached/, 'rejected when the hook is down');
 sub moderate_with_url
 {
 	my ($ret, $out, $err) = $node->psql('postgres',

@@ -1,0 +1,618 @@
+/*-------------------------------------------------------------------------
+ *
+ * dispatch.c
+ *		The worker's memory between rounds: the verified endpoints, the jobs
+ *		claimed for them, and which job starts next.
+ *
+ * Each endpoint has a ready list; jobs start up to webhook.max_concurrency
+ * in flight, at most webhook.endpoint_concurrency per endpoint, one endpoint
+ * in turn, so a slow endpoint only ever holds its own slots. An endpoint
+ * takes more jobs into memory while it has fewer than half a batch ready
+ * ("room"); deliveries for the others wait in the table as due retries.
+ *
+ * A job's life: claimed in a round (queue.c, or a handshake here), made
+ * ready after that round commits, started, finished by the engine
+ * (http.c), recorded by a later round (record.c), then freed. The jobs of
+ * one claim share a memory context, deleted with the last of them.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "catalog/pg_type.h"
+#include "utils/builtins.h"
+#include "utils/json.h"
+#include "utils/memutils.h"
+
+#include "guc.h"
+#include "webhook.h"
+#include "worker.h"
+
+static SPIPlanPtr plan_endpoints;
+static SPIPlanPtr plan_handshakes;
+static SPIPlanPtr plan_render_args;
+
+static void release_job(Job *job);
+
+/*
+ * The user's functions come as OIDs: NULL, or 0 when no function of the
+ * right form has that name (webhook._user_function).
+ */
+static const char *sql_endpoints =
+"SELECT id, url, format, token, secret, headers::text,"
+"  CASE WHEN on_response IS NOT NULL"
+"   THEN webhook._user_function(on_response, 'on_response') END,"
+"  CASE WHEN format NOT IN ('slackchat', 'channel', 'phraseanet', 'supabase')"
+"   THEN webhook._user_function(format || '(jsonb, webhook.endpoint)', 'format') END"
+" FROM webhook.endpoint WHERE state = 'verified'";
+
+/* What a user's format function is called with. $1 delivery. */
+static const char *sql_render_args =
+"SELECT d.event, e FROM webhook.delivery d JOIN webhook.endpoint e ON e.id = d.endpoint_id"
+" WHERE d.id = $1";
+
+/* Endpoints due for a handshake, not already in flight. $1 in flight. */
+static const char *sql_handshakes =
+"SELECT e.id, e.url, e.token, e.secret, e.headers::text, e.format,"
+"  pg_catalog.encode(webhook._random_bytes(16), 'hex') AS challenge,"
+"  e.verify_attempts"
+" FROM webhook.endpoint e"
+" WHERE e.state = 'pending' AND e.verify AND e.verify_next_at <= pg_catalog.now()"
+"   AND NOT e.id = ANY ($1)"
+" ORDER BY e.verify_next_at LIMIT 100";
+
+/* Make the endpoint table; once per worker. */
+void
+WebhookDispatchInit(void)
+{
+	HASHCTL		ctl;
+
+	ctl.keysize = sizeof(int64);
+	ctl.entrysize = sizeof(Endpoint);
+	ctl.hcxt = sched.worker_ctx;
+	sched.endpoints = hash_create("webhook endpoints", 64, &ctl,
+								  HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+}
+
+void
+WebhookDispatchPrepare(void)
+{
+	Oid			t_ids[] = {INT8ARRAYOID};
+	Oid			t_one[] = {INT8OID};
+
+	WebhookPrepare(&plan_endpoints, sql_endpoints, 0, NULL);
+	WebhookPrepare(&plan_handshakes, sql_handshakes, 1, t_ids);
+	WebhookPrepare(&plan_render_args, sql_render_args, 1, t_one);
+}
+
+/* The endpoint with this id, or NULL. */
+Endpoint *
+WebhookEndpoint(int64 id)
+{
+	return hash_search(sched.endpoints, &id, HASH_FIND, NULL);
+}
+
+/* A batch of jobs claimed together: its own context under the worker's. */
+static JobBatch *
+new_batch(void)
+{
+	MemoryContext cxt = AllocSetContextCreate(sched.worker_ctx, "webhook jobs",
+											  ALLOCSET_DEFAULT_SIZES);
+	JobBatch   *batch = MemoryContextAlloc(cxt, sizeof(JobBatch));
+
+	batch->cxt = cxt;
+	batch->njobs = 0;
+	return batch;
+}
+
+static Job *
+new_job(JobBatch *batch, JobKind kind)
+{
+	Job		   *job = MemoryContextAllocZero(batch->cxt, sizeof(Job));
+
+	job->batch = batch;
+	job->kind = kind;
+	batch->njobs++;
+	return job;
+}
+
+/* The URL to post to: the channel format carries the token as ?token=. */
+static char *
+delivery_url(const char *url, const char *format, const char *token)
+{
+	if (strcmp(format, "channel") != 0)
+		return pstrdup(url);
+	return WebhookUrlWithToken(url, token);
+}
+
+/*
+ * Reload the verified endpoints. Jobs waiting for an endpoint that is no
+ * longer verified are dropped from memory and their ids kept in
+ * pending_release, to be handed back to the table (until that commits).
+ */
+void
+WebhookReloadEndpoints(void)
+{
+	MemoryContext newctx;
+	MemoryContext old;
+	HASH_SEQ_STATUS hs;
+	Endpoint   *ep;
+	uint64		i;
+
+	if (SPI_execute_plan(plan_endpoints, NULL, NULL, false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not read webhook.endpoint");
+
+	hash_seq_init(&hs, sched.endpoints);
+	while ((ep = hash_seq_search(&hs)) != NULL)
+		ep->live = false;
+
+	newctx = AllocSetContextCreate(sched.worker_ctx, "webhook endpoints", ALLOCSET_SMALL_SIZES);
+	old = MemoryContextSwitchTo(newctx);
+	for (i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		int64		id = WebhookGetInt(tup, desc, 1);
+		bool		found;
+		char	   *secret = SPI_getvalue(tup, desc, 5);
+
+		ep = hash_search(sched.endpoints, &id, HASH_ENTER, &found);
+		if (!found)
+		{
+			dlist_init(&ep->ready);
+			ep->nready = 0;
+			ep->inflight = 0;
+		}
+		ep->live = true;
+		ep->url = delivery_url(SPI_getvalue(tup, desc, 2), SPI_getvalue(tup, desc, 3), SPI_getvalue(tup, desc, 4));
+		ep->on_response = (Oid) WebhookGetInt(tup, desc, 7);
+		ep->format = SPI_getvalue(tup, desc, 3);
+		ep->user_format = SPI_getvalue(tup, desc, 8) != NULL;
+		ep->format_fn = (Oid) WebhookGetInt(tup, desc, 8);
+		if (!WebhookDecodeSecret(secret, &ep->key))
+			ep->live = false;	/* create_endpoint refuses such secrets */
+		WebhookParseHeaders(SPI_getvalue(tup, desc, 6), &ep->nheaders, &ep->headers);
+	}
+	MemoryContextSwitchTo(old);
+	if (sched.endpoint_ctx)
+		MemoryContextDelete(sched.endpoint_ctx);
+	sched.endpoint_ctx = newctx;
+
+	hash_seq_init(&hs, sched.endpoints);
+	while ((ep = hash_seq_search(&hs)) != NULL)
+	{
+		if (ep->live)
+			continue;
+		while (!dlist_is_empty(&ep->ready))
+		{
+			sched.nready--;
+			release_job(dlist_container(Job, node, dlist_pop_head_node(&ep->ready)));
+		}
+		ep->nready = 0;
+		ep->url = NULL;
+		ep->on_response = InvalidOid;
+		ep->format = NULL;
+		ep->headers = NULL;
+		ep->nheaders = 0;
+		if (ep->inflight == 0)
+			hash_search(sched.endpoints, &ep->id, HASH_REMOVE, NULL);
+	}
+}
+
+/*
+ * Does the endpoint want more jobs in memory? Below half a batch: so it is
+ * refilled a batch at a time, not a few jobs every round.
+ */
+static bool
+has_room(Endpoint *ep)
+{
+	return ep->live && ep->nready < Max(webhook_batch_size / 2, 1);
+}
+
+/* Endpoints that can take more jobs into memory. */
+List *
+WebhookEndpointsWithRoom(void)
+{
+	HASH_SEQ_STATUS hs;
+	Endpoint   *ep;
+	List	   *room = NIL;
+
+	hash_seq_init(&hs, sched.endpoints);
+	while ((ep = hash_seq_search(&hs)) != NULL)
+		if (has_room(ep))
+			room = WebhookIdAppend(room, ep->id);
+	return room;
+}
+
+/* How many endpoints are verified. */
+int
+WebhookLiveEndpoints(void)
+{
+	HASH_SEQ_STATUS hs;
+	Endpoint   *ep;
+	int			n = 0;
+
+	hash_seq_init(&hs, sched.endpoints);
+	while ((ep = hash_seq_search(&hs)) != NULL)
+		n += ep->live ? 1 : 0;
+	return n;
+}
+
+/*
+ * Is claiming from the queue worth a round: some endpoint has room, or
+ * there is no verified endpoint at all (the queue is then drained: an event
+ * goes to the endpoints verified when it is fanned out).
+ */
+bool
+WebhookWantEvents(void)
+{
+	HASH_SEQ_STATUS hs;
+	Endpoint   *ep;
+	bool		any_live = false;
+
+	hash_seq_init(&hs, sched.endpoints);
+	while ((ep = hash_seq_search(&hs)) != NULL)
+	{
+		if (has_room(ep))
+		{
+			hash_seq_term(&hs);
+			return true;
+		}
+		any_live |= ep->live;
+	}
+	return !any_live;
+}
+
+/*
+ * Render a delivery's body with its endpoint's format function. When the
+ * function is gone, fails or returns NULL, nothing is sent: the job carries
+ * the error, and is recorded as failed (DESIGN section 9).
+ */
+static void
+render_user_format(Job *job, Endpoint *ep)
+{
+	Datum		arg = Int64GetDatum(job->id);
+	char	   *error = NULL;
+	char	   *body = NULL;
+
+	if (!OidIsValid(ep->format_fn))
+		error = psprintf("format function %s(jsonb, webhook.endpoint) returning jsonb does not exist",
+						 ep->format);
+	else
+	{
+		Datum		args[2];
+		Oid			argtypes[2] = {JSONBOID, WebhookRowType("endpoint")};
+		bool		isnull;
+
+		if (SPI_execute_plan(plan_render_args, &arg, NULL, false, 1) != SPI_OK_SELECT ||
+			SPI_processed != 1)
+			elog(ERROR, "could not read delivery %lld", (long long) job->id);
+		args[0] = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+		args[1] = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull);
+		body = WebhookCallUserFunction(ep->format_fn, 2, argtypes, JSONBOID, args, &error);
+		if (error)
+			error = psprintf("format function %s failed: %s", ep->format, error);
+		else if (body == NULL)
+			error = psprintf("format function %s returned NULL", ep->format);
+	}
+	if (error)
+		job->render_error = MemoryContextStrdup(job->batch->cxt, error);
+	else
+	{
+		job->body = MemoryContextStrdup(job->batch->cxt, body);
+		job->body_len = strlen(body);
+	}
+}
+
+/*
+ * Make jobs from claimed delivery rows; they join ready lists after commit.
+ * A fan-out's rows also say how many queue rows it claimed (column 6), and
+ * whether the delivery is held in memory (column 7): the others wait in the
+ * table, as due retries, for their endpoint to have room. For a fan-out,
+ * *max_event is raised to the highest event id among its rows.
+ */
+int
+WebhookCollectJobs(dlist_head *claimed, int64 *queue_rows, int64 *max_event)
+{
+	uint64		i;
+	int			n = 0;
+	TupleDesc	desc = SPI_tuptable->tupdesc;
+	bool		fanout = desc->natts >= 7;
+	List	   *unrendered = NIL;
+	ListCell   *lc;
+	JobBatch   *batch = new_batch();
+	MemoryContext old = MemoryContextSwitchTo(batch->cxt);
+
+	for (i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		Job		   *job;
+		char	   *body;
+		bool		isnull;
+
+		if (fanout)
+		{
+			*queue_rows = WebhookGetInt(tup, desc, 6);
+			*max_event = Max(*max_event, WebhookGetInt(tup, desc, 3));
+			if (!DatumGetBool(SPI_getbinval(tup, desc, 7, &isnull)))
+				continue;
+		}
+		job = new_job(batch, JOB_DELIVERY);
+		job->id = WebhookGetInt(tup, desc, 1);
+		job->endpoint_id = WebhookGetInt(tup, desc, 2);
+		job->event_id = WebhookGetInt(tup, desc, 3);
+		job->attempts = (int) WebhookGetInt(tup, desc, 4);
+		body = SPI_getvalue(tup, desc, 5);
+		job->body = body;
+		job->body_len = body ? strlen(body) : 0;
+		if (body == NULL)
+			unrendered = lappend(unrendered, job);
+		dlist_push_tail(claimed, &job->node);
+		n++;
+	}
+	MemoryContextSwitchTo(old);
+	if (n == 0)
+		MemoryContextDelete(batch->cxt);
+
+	/* bodies of users' formats, once SPI_tuptable is read */
+	foreach(lc, unrendered)
+	{
+		Job		   *job = lfirst(lc);
+		Endpoint   *ep = WebhookEndpoint(job->endpoint_id);
+
+		if (ep && ep->live && ep->user_format)
+			render_user_format(job, ep);
+		else
+			job->render_error = MemoryContextStrdup(batch->cxt, "no body was rendered");
+	}
+	list_free(unrendered);
+	return n;
+}
+
+/* Add claimed jobs to their endpoints' ready lists; after commit. */
+void
+WebhookEnqueueJobs(dlist_head *claimed)
+{
+	while (!dlist_is_empty(claimed))
+	{
+		Job		   *job = dlist_container(Job, node, dlist_pop_head_node(claimed));
+		Endpoint   *ep = WebhookEndpoint(job->endpoint_id);
+
+		if (job->render_error)
+		{
+			/* nothing to send: recorded as failed by the next round */
+			if (sched.nfinished++ == 0)
+				sched.first_finished_at = GetCurrentTimestamp();
+			dlist_push_tail(&sched.finished, &job->node);
+			continue;
+		}
+		if (ep == NULL || !ep->live)
+		{
+			/* cannot happen: the claim joined the endpoints of this round */
+			release_job(job);
+			continue;
+		}
+		dlist_push_tail(&ep->ready, &job->node);
+		ep->nready++;
+		sched.nready++;
+	}
+}
+
+/*
+ * Free a job (started or not): what libcurl allocated for it, and its batch
+ * once it was the batch's last job.
+ */
+static void
+free_job(Job *job)
+{
+	JobBatch   *batch = job->batch;
+
+	WebhookHttpRelease(&job->req);
+	if (--batch->njobs == 0)
+		MemoryContextDelete(batch->cxt);
+}
+
+/*
+ * Drop a claimed delivery from memory; its row is handed back to the table
+ * (in_flight = false) by the next round that commits.
+ */
+static void
+release_job(Job *job)
+{
+	MemoryContext old = MemoryContextSwitchTo(sched.worker_ctx);
+
+	sched.pending_release = WebhookIdAppend(sched.pending_release, job->id);
+	MemoryContextSwitchTo(old);
+	free_job(job);
+}
+
+void
+WebhookFreeJobs(dlist_head *jobs)
+{
+	while (!dlist_is_empty(jobs))
+		free_job(dlist_container(Job, node, dlist_pop_head_node(jobs)));
+}
+
+/* Claim handshakes that are due; they are started after commit. */
+void
+WebhookClaimHandshakes(dlist_head *claimed)
+{
+	Datum		v[1];
+	uint64		i;
+	JobBatch   *batch;
+	MemoryContext old;
+
+	v[0] = WebhookIdArray(sched.handshakes_in_flight);
+	if (SPI_execute_plan(plan_handshakes, v, NULL, false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not read endpoints due for a handshake");
+	if (SPI_processed == 0)
+		return;
+	batch = new_batch();
+	old = MemoryContextSwitchTo(batch->cxt);
+	for (i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		Job		   *job = new_job(batch, JOB_HANDSHAKE);
+		StringInfoData body;
+
+		job->id = job->endpoint_id = WebhookGetInt(tup, desc, 1);
+		job->endpoint_url = SPI_getvalue(tup, desc, 2);
+		job->token = SPI_getvalue(tup, desc, 3);
+		job->url = delivery_url(job->endpoint_url, SPI_getvalue(tup, desc, 6), job->token);
+		job->challenge = SPI_getvalue(tup, desc, 7);
+		job->attempts = (int) WebhookGetInt(tup, desc, 8);
+		job->key = palloc0(sizeof(WebhookKey));
+		if (!WebhookDecodeSecret(SPI_getvalue(tup, desc, 4), job->key))
+			job->key->len = 0;
+		WebhookParseHeaders(SPI_getvalue(tup, desc, 5), &job->nheaders, &job->headers);
+		initStringInfo(&body);
+		appendStringInfoString(&body, "{\"token\": ");
+		escape_json(&body, job->token);
+		appendStringInfoString(&body, ", \"type\": \"url_verification\", \"challenge\": ");
+		escape_json(&body, job->challenge);
+		appendStringInfoChar(&body, '}');
+		job->body = body.data;
+		job->body_len = body.len;
+		dlist_push_tail(claimed, &job->node);
+	}
+	MemoryContextSwitchTo(old);
+}
+
+/* Build the request of a job (signed headers included) and start it. */
+static void
+start_job(Job *job, Endpoint *ep)
+{
+	WebhookRequest *req = &job->req;
+	bool		hs = job->kind == JOB_HANDSHAKE;
+	const WebhookKey *key = hs ? job->key : &ep->key;
+	int			nheaders = hs ? job->nheaders : ep->nheaders;
+	char	  **headers = hs ? job->headers : ep->headers;
+
+	if (hs)
+		snprintf(job->webhook_id, sizeof(job->webhook_id), "vfy_%lld_%.8s", (long long) job->endpoint_id, job->challenge);
+	else
+		snprintf(job->webhook_id, sizeof(job->webhook_id), "msg_%lld_%lld", (long long) job->event_id, (long long) job->endpoint_id);
+	req->url = hs ? job->url : ep->url;
+	req->content_type = "application/json";
+	req->body = job->body;
+	req->body_len = job->body_len;
+	req->id = job->webhook_id;
+	req->key = key;
+	req->nheaders = nheaders;
+	req->headers = headers;
+	req->timeout_ms = webhook_timeout;
+	/* a delivery keeps what the setting says; a handshake's reply is judged */
+	req->max_body = hs ? WEBHOOK_REPLY_CAP : (size_t) webhook_max_response_size;
+	req->owner = job;
+	WebhookHttpStart(req);
+}
+
+/*
+ * Start as many ready jobs as the limits allow, one per endpoint in turn, so
+ * every endpoint gets its share of webhook.max_concurrency.
+ */
+void
+WebhookStartReadyJobs(void)
+{
+	bool		progress = true;
+
+	while (progress && sched.nready > 0 && WebhookHttpInFlight() < webhook_max_concurrency)
+	{
+		HASH_SEQ_STATUS hs;
+		Endpoint   *ep;
+
+		progress = false;
+		hash_seq_init(&hs, sched.endpoints);
+		while ((ep = hash_seq_search(&hs)) != NULL)
+		{
+			Job		   *job;
+
+			if (ep->nready == 0 || ep->inflight >= webhook_endpoint_concurrency)
+				continue;
+			if (WebhookHttpInFlight() >= webhook_max_concurrency)
+			{
+				hash_seq_term(&hs);
+				break;
+			}
+			job = dlist_container(Job, node, dlist_pop_head_node(&ep->ready));
+			ep->nready--;
+			sched.nready--;
+			ep->inflight++;
+			start_job(job, ep);
+			progress = true;
+		}
+	}
+}
+
+/* Free recorded jobs. */
+void
+WebhookReleaseRecorded(dlist_head *recorded)
+{
+	while (!dlist_is_empty(recorded))
+	{
+		Job		   *job = dlist_container(Job, node, dlist_pop_head_node(recorded));
+
+		if (job->kind == JOB_DELIVERY)
+		{
+			Endpoint   *ep = WebhookEndpoint(job->endpoint_id);
+
+			if (ep && !ep->live && ep->inflight == 0 && ep->nready == 0)
+				hash_search(sched.endpoints, &job->endpoint_id, HASH_REMOVE, NULL);
+		}
+		free_job(job);
+	}
+}
+
+/* A handshake finished: the endpoint may be claimed again once its result is recorded. */
+static void
+handshake_done(int64 endpoint_id)
+{
+	ListCell   *lc;
+
+	foreach(lc, sched.handshakes_in_flight)
+	{
+		if (*(int64 *) lfirst(lc) == endpoint_id)
+		{
+			pfree(lfirst(lc));
+			sched.handshakes_in_flight = foreach_delete_current(sched.handshakes_in_flight, lc);
+			return;
+		}
+	}
+}
+
+/* Start the claimed handshakes. */
+void
+WebhookStartHandshakes(dlist_head *claimed)
+{
+	while (!dlist_is_empty(claimed))
+	{
+		Job		   *job = dlist_container(Job, node, dlist_pop_head_node(claimed));
+		MemoryContext old = MemoryContextSwitchTo(sched.worker_ctx);
+
+		sched.handshakes_in_flight = WebhookIdAppend(sched.handshakes_in_flight, job->endpoint_id);
+		MemoryContextSwitchTo(old);
+		start_job(job, NULL);
+	}
+}
+
+/*
+ * A job's request finished: its slot is free, and it waits to be recorded
+ * (a handshake's endpoint may be claimed again once it is).
+ */
+void
+WebhookJobDone(Job *job)
+{
+	if (job->kind == JOB_DELIVERY)
+	{
+		Endpoint   *ep = WebhookEndpoint(job->endpoint_id);
+
+		if (ep)
+			ep->inflight--;
+	}
+	else
+		handshake_done(job->endpoint_id);
+	if (sched.nfinished++ == 0)
+		sched.first_finished_at = GetCurrentTimestamp();
+	dlist_push_tail(&sched.finished, &job->node);
+}

@@ -1,0 +1,402 @@
+/*-------------------------------------------------------------------------
+ *
+ * queue.c
+ *		Every statement of the worker on webhook.queue and on the deliveries
+ *		waiting in webhook.delivery: the claim of queued events and their
+ *		fan-out into deliveries, the claim of due retries, the claim floor,
+ *		the release of claimed rows, the next due time, and the purge.
+ *
+ * The claim floor. The queue is a FIFO: its rows are deleted from the low
+ * end, and their index entries stay until a vacuum, so a claim scanned from
+ * the start walks them all after a backlog, until autovacuum comes by.
+ * Claims start at the floor instead: no row below it can still appear.
+ *
+ * Ids are handed out before commit, so a row can commit after rows with
+ * higher ids were claimed. A mark says when the floor may pass an id: the
+ * queue sequence's last value L, read before mark_xid, the next transaction
+ * id. A transaction that took an id up to L had its own id already (the
+ * queue is only written by transactions that wrote before: a tracked table's
+ * change, or _enqueue, which asks for its id first), so below mark_xid. Once
+ * no transaction below mark_xid runs, every row up to L is committed or
+ * gone; a claim that then takes all it can see leaves none, and the floor
+ * moves to L + 1, after that round commits. Full checks claim from the start.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/transam.h"
+#include "catalog/dependency.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_class.h"
+#include "catalog/pg_sequence.h"
+#include "catalog/pg_type.h"
+#include "commands/extension.h"
+#include "utils/builtins.h"
+#include "utils/fmgrprotos.h"
+#include "utils/lsyscache.h"
+#include "utils/snapmgr.h"
+#include "utils/syscache.h"
+
+#include "guc.h"
+#include "webhook.h"
+#include "worker.h"
+
+/* The claim floor (see above). */
+static struct
+{
+	int64		claim_floor;
+	int64		floor_after_commit; /* set by a round, applied at its commit */
+	bool		mark_set;
+	int64		mark_last;		/* the sequence's last value ... */
+	TransactionId mark_xid;		/* ... read before this was the next xid */
+	Oid			queue_relid;	/* webhook.queue, when the plans were made */
+	Oid			queue_seq;		/* the sequence of webhook.queue.id */
+	Oid			seq_filenode;	/* its file at the last mark */
+}			fl = {0, -1, false, 0, InvalidTransactionId, InvalidOid, InvalidOid, InvalidOid};
+
+static SPIPlanPtr plan_fanout;
+static SPIPlanPtr plan_queued;
+static SPIPlanPtr plan_retry;
+static SPIPlanPtr plan_release;
+static SPIPlanPtr plan_next_due;
+static SPIPlanPtr plan_purge;
+
+/*
+ * The body, per built-in format; NULL for a user's format function, which
+ * render_user_format() calls as its owner.
+ */
+#define RENDER_SQL(ev, ep) \
+	"CASE " ep ".format " \
+	"WHEN 'slackchat' THEN webhook.format_slackchat(" ev ", " ep ")::text " \
+	"WHEN 'channel' THEN webhook.format_channel(" ev ", " ep ")::text " \
+	"WHEN 'phraseanet' THEN webhook.format_phraseanet(" ev ", " ep ")::text " \
+	"WHEN 'supabase' THEN webhook.format_supabase(" ev ", " ep ")::text END"
+
+/*
+ * The claims below take ids with "= ANY (ARRAY (SELECT ... LIMIT n FOR UPDATE
+ * SKIP LOCKED))", not "IN (SELECT ...)": kept plans follow the statistics of
+ * the moment they were made, and with a nearly empty queue the IN form can
+ * become a semi join that runs the locking subquery once per queued row.
+ */
+
+/*
+ * Claim a batch of queued events, turn each into one delivery per verified
+ * endpoint whose filters match, and return them with the bodies of those to
+ * be held in memory ($2: endpoints with room), and how many queue rows were
+ * claimed. The INSERT is the outer statement so that its rows are rendered
+ * as they are returned, not stored once more for a join. $1 batch size,
+ * $3 the claim floor.
+ */
+static const char *sql_fanout =
+"WITH ev AS ("
+"  DELETE FROM webhook.queue AS x WHERE x.id = ANY (ARRAY ("
+"    SELECT id FROM webhook.queue WHERE id >= $3 ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED))"
+"  RETURNING x.id, x.type, x.update_type, x.channel, webhook._event(x) AS event)"
+" INSERT INTO webhook.delivery (endpoint_id, event_id, event, in_flight)"
+" SELECT e.id, ev.id, ev.event, e.id = ANY ($2)"
+" FROM ev JOIN webhook.endpoint e ON e.state = 'verified'"
+"  AND (e.events IS NULL OR ev.type = ANY (e.events) OR ev.update_type = ANY (e.events))"
+"  AND (e.channels IS NULL OR ev.channel = ANY (e.channels))"
+"  AND (e.keywords IS NULL OR ev.event->'message' = 'null' OR EXISTS ("
+"       SELECT 1 FROM pg_catalog.unnest(e.keywords) AS k"
+"       WHERE pg_catalog.strpos(pg_catalog.lower(ev.event->'message'->>'content'),"
+"                               pg_catalog.lower(k)) > 0))"
+" ORDER BY ev.id, e.id"
+" RETURNING id, endpoint_id, event_id, 0,"
+"  CASE WHEN in_flight THEN (SELECT " RENDER_SQL("event", "e")
+"    FROM webhook.endpoint e WHERE e.id = endpoint_id) END,"
+"  (SELECT pg_catalog.count(*) FROM ev), in_flight";
+
+/*
+ * Is anything left to claim, and from which id? Asked when a fan-out made no
+ * deliveries. $1 the claim floor.
+ */
+static const char *sql_queued =
+"SELECT id FROM webhook.queue WHERE id >= $1 ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED";
+
+/* Claim due deliveries of endpoints with room. $1 limit, $2 endpoints. */
+static const char *sql_retry =
+"WITH c AS ("
+"  UPDATE webhook.delivery d SET in_flight = true"
+"  WHERE d.id = ANY (ARRAY ("
+"    SELECT id FROM webhook.delivery"
+"    WHERE status = 'pending' AND NOT in_flight AND next_attempt_at <= pg_catalog.now()"
+"      AND endpoint_id = ANY ($2)"
+"    ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED))"
+"  RETURNING d.id, d.endpoint_id, d.event_id, d.attempts, d.event)"
+" SELECT c.id, c.endpoint_id, c.event_id, c.attempts, " RENDER_SQL("c.event", "e")
+" FROM c JOIN webhook.endpoint e ON e.id = c.endpoint_id";
+
+static const char *sql_release =
+"UPDATE webhook.delivery SET in_flight = false WHERE id = ANY ($1) AND in_flight";
+
+/* When is the next retry or handshake due? $1 endpoints with room, $2 handshakes in flight. */
+static const char *sql_next_due =
+"SELECT least("
+"  (SELECT next_attempt_at FROM webhook.delivery"
+"    WHERE status = 'pending' AND NOT in_flight AND endpoint_id = ANY ($1)"
+"    ORDER BY next_attempt_at LIMIT 1),"
+"  (SELECT pg_catalog.min(verify_next_at) FROM webhook.endpoint"
+"    WHERE state = 'pending' AND verify AND NOT id = ANY ($2)))";
+
+static const char *sql_purge =
+"DELETE FROM webhook.delivery WHERE id = ANY (ARRAY ("
+"  SELECT id FROM webhook.delivery"
+"  WHERE status <> 'pending' AND created_at < pg_catalog.now() - $1 * interval '1 second'"
+"  LIMIT $2))";
+
+
+/*
+ * Prepare the queue's statements, for webhook.queue as it is now: a new
+ * table (the extension dropped and created again) starts the floor over.
+ */
+void
+WebhookQueuePrepare(Oid queue)
+{
+	Oid			t_fanout[] = {INT4OID, INT8ARRAYOID, INT8OID};
+	Oid			t_one[] = {INT8OID};
+	Oid			t_ids[] = {INT8ARRAYOID};
+	Oid			t_due[] = {INT8ARRAYOID, INT8ARRAYOID};
+	Oid			t_purge[] = {INT4OID, INT4OID};
+
+	WebhookPrepare(&plan_fanout, sql_fanout, 3, t_fanout);
+	WebhookPrepare(&plan_retry, sql_retry, 2, t_fanout);
+	WebhookPrepare(&plan_queued, sql_queued, 1, t_one);
+	WebhookPrepare(&plan_release, sql_release, 1, t_ids);
+	WebhookPrepare(&plan_next_due, sql_next_due, 2, t_due);
+	WebhookPrepare(&plan_purge, sql_purge, 2, t_purge);
+
+	fl.queue_relid = queue;
+	fl.queue_seq = WebhookIdentitySequence(queue, get_attnum(queue, "id"));
+	fl.claim_floor = 0;
+	fl.mark_set = false;
+	fl.seq_filenode = InvalidOid;
+}
+
+/*
+ * Read the queue sequence's last value, then the next transaction id (see
+ * claim_floor). None with a sequence that hands out ids from a cache (CACHE
+ * above 1): a session takes a cached id later, whatever the last value says.
+ */
+static void
+set_mark(void)
+{
+	LOCAL_FCINFO(fcinfo, 1);
+	Datum		last;
+	HeapTuple	tup;
+	int64		cache;
+	Oid			filenode;
+
+	if (!OidIsValid(fl.queue_seq))
+		return;
+	tup = SearchSysCache1(SEQRELID, ObjectIdGetDatum(fl.queue_seq));
+	if (!HeapTupleIsValid(tup))
+		return;
+	cache = ((Form_pg_sequence) GETSTRUCT(tup))->seqcache;
+	ReleaseSysCache(tup);
+	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(fl.queue_seq));
+	if (!HeapTupleIsValid(tup))
+		return;
+	filenode = ((Form_pg_class) GETSTRUCT(tup))->relfilenode;
+	ReleaseSysCache(tup);
+	if (cache > 1)
+	{
+		fl.mark_set = false;
+		fl.claim_floor = 0;
+		fl.floor_after_commit = -1;
+		return;
+	}
+	InitFunctionCallInfoData(*fcinfo, NULL, 1, InvalidOid, NULL, NULL);
+	fcinfo->args[0].value = ObjectIdGetDatum(fl.queue_seq);
+	fcinfo->args[0].isnull = false;
+	last = pg_sequence_last_value(fcinfo);
+	fl.mark_last = fcinfo->isnull ? 0 : DatumGetInt64(last);
+	fl.mark_xid = XidFromFullTransactionId(ReadNextFullTransactionId());
+	fl.mark_set = true;
+	if ((OidIsValid(fl.seq_filenode) && filenode != fl.seq_filenode) ||
+		fl.mark_last + 1 < Max(fl.claim_floor, fl.floor_after_commit))
+	{
+		/*
+		 * The sequence was set back (ALTER SEQUENCE ... RESTART gives it a new
+		 * file; setval a lower value): start over. Ids set back by setval and
+		 * already past the floor are found by the next full check.
+		 */
+		fl.claim_floor = 0;
+		fl.floor_after_commit = -1;
+		sched.queue_hint = true;
+	}
+	fl.seq_filenode = filenode;
+}
+
+/* Has every transaction that could have taken an id up to mark_last ended? */
+static bool
+mark_ripe(void)
+{
+	return fl.mark_set && TransactionIdPrecedesOrEquals(fl.mark_xid, GetLatestSnapshot()->xmin);
+}
+
+/*
+ * Is the extension installed here, and not being created? Returns its
+ * webhook.queue, or InvalidOid.
+ */
+Oid
+WebhookQueueReady(void)
+{
+	Oid			nsp;
+
+	if (!OidIsValid(get_extension_oid("webhook", true)))
+		return InvalidOid;
+	nsp = get_namespace_oid("webhook", true);
+	if (!OidIsValid(nsp) || !OidIsValid(get_relname_relid("delivery", nsp)))
+		return InvalidOid;
+	return get_relname_relid("queue", nsp);
+}
+
+/* Clear the in_flight marks a previous worker left: their requests died with it. */
+void
+WebhookQueueRecover(void)
+{
+	if (SPI_execute("UPDATE webhook.delivery SET in_flight = false"
+					" WHERE in_flight AND status = 'pending'", false, 0) != SPI_OK_UPDATE)
+		elog(ERROR, "could not recover in-flight deliveries");
+	if (SPI_processed > 0)
+		elog(LOG, "webhook worker: %llu deliveries that were in flight will be sent again",
+			 (unsigned long long) SPI_processed);
+}
+
+/*
+ * Claim due deliveries of the endpoints with room, as jobs into *claimed;
+ * true when a full batch was taken (more may be due).
+ */
+bool
+WebhookQueueClaimDue(List *room, dlist_head *claimed)
+{
+	Datum		v[2];
+	int64		queue_rows = 0;
+	bool		more;
+	int			n;
+
+	v[0] = Int32GetDatum(webhook_batch_size);
+	v[1] = WebhookIdArray(room);
+	sched.round_claimed = true;
+	if (SPI_execute_plan(plan_retry, v, NULL, false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not claim due deliveries");
+	n = WebhookCollectJobs(claimed, &queue_rows, NULL);
+	more = n >= webhook_batch_size;
+	/* all due deliveries are claimed only if every endpoint had room */
+	sched.retry_hint = more || list_length(room) < WebhookLiveEndpoints();
+	sched.due_stale |= sched.retry_hint;
+	return more;
+}
+
+/*
+ * Claim a batch of queued events and fan them out into deliveries, those
+ * for endpoints with room as jobs into *claimed; move the floor's mark.
+ */
+void
+WebhookQueueClaimEvents(List *room, dlist_head *claimed)
+{
+	int64		queue_rows = 0;
+
+	/* about batch_size deliveries, however many endpoints an event goes to */
+	int			events = Max(webhook_batch_size / Max(WebhookLiveEndpoints(), 1), 1);
+	bool		ripe = mark_ripe();	/* before the claim's snapshot */
+	int64		max_event = -1;	/* the highest claimed event with deliveries */
+	int64		next_row = -1;	/* the lowest row left, after a claim with none */
+	Datum		fv[3];
+
+	fv[0] = Int32GetDatum(events);
+	fv[1] = WebhookIdArray(room);
+	fv[2] = Int64GetDatum(sched.claim_from_start ? 0 : fl.claim_floor);
+	sched.round_claimed = true;
+	if (SPI_execute_plan(plan_fanout, fv, NULL, false, 0) != SPI_OK_INSERT_RETURNING)
+		elog(ERROR, "could not fan out queued events");
+	if (SPI_processed > 0)
+	{
+		uint64		made = SPI_processed;
+		int			held = WebhookCollectJobs(claimed, &queue_rows, &max_event);
+
+		sched.queue_hint = queue_rows >= events;
+		/* deliveries for endpoints without room wait in the table */
+		if ((uint64) held < made)
+			sched.retry_hint = sched.due_stale = true;
+	}
+	else
+	{
+		/* no deliveries: an empty queue, or events no endpoint wants */
+		if (SPI_execute_plan(plan_queued, &fv[2], NULL, false, 1) != SPI_OK_SELECT)
+			elog(ERROR, "could not look at the queue");
+		sched.queue_hint = SPI_processed > 0;
+		if (sched.queue_hint)
+			next_row = WebhookGetInt(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+	}
+	/*
+	 * With a ripe mark, no row up to mark_last can still appear: what is
+	 * left of them after this claim is what it could not take, and it took
+	 * the lowest ids it saw (all, all up to max_event, or all below next_row
+	 * when none of them was for an endpoint).
+	 */
+	if (ripe && !sched.queue_hint)
+		fl.floor_after_commit = Max(fl.claim_floor, fl.mark_last + 1);
+	else if (ripe && max_event >= 0)
+		fl.floor_after_commit = Max(fl.claim_floor, Min(fl.mark_last, max_event) + 1);
+	else if (ripe && next_row >= 0)
+		fl.floor_after_commit = Max(fl.claim_floor, Min(fl.mark_last + 1, next_row));
+	/* a new mark; also after an empty claim, to see a sequence set back */
+	if (ripe || !fl.mark_set || !sched.queue_hint)
+		set_mark();
+}
+
+/* Hand deliveries dropped from memory back to the table. */
+void
+WebhookQueueRelease(List *ids)
+{
+	Datum		v[1] = {WebhookIdArray(ids)};
+
+	SPI_execute_plan(plan_release, v, NULL, false, 0);
+}
+
+/* Read when the next retry or handshake is due. */
+void
+WebhookQueueReadNextDue(List *room, TimestampTz now)
+{
+	Datum		v[2];
+	Datum		d;
+	bool		isnull;
+
+	v[0] = WebhookIdArray(room);
+	v[1] = WebhookIdArray(sched.handshakes_in_flight);
+	if (SPI_execute_plan(plan_next_due, v, NULL, false, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not read the next due time");
+	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	sched.next_due = isnull ? sched.next_full_check : Min(DatumGetTimestampTz(d), sched.next_full_check);
+	if (sched.next_due <= now)
+		sched.next_due = now + 50 * 1000;	/* due but locked or no room: look again soon */
+	/* an endpoint without room now may have due deliveries when it has room */
+	sched.due_partial = list_length(room) < WebhookLiveEndpoints();
+	sched.due_stale = false;
+}
+
+/* Delete a batch of finished deliveries past webhook.retention, when due. */
+void
+WebhookQueuePurge(TimestampTz now)
+{
+	Datum		v[2];
+
+	if (now < sched.next_purge)
+		return;
+	v[0] = Int32GetDatum(webhook_retention);
+	v[1] = Int32GetDatum(PURGE_BATCH);
+	SPI_execute_plan(plan_purge, v, NULL, false, 0);
+	sched.next_purge = now + (SPI_processed >= PURGE_BATCH ? 0 : (int64) PURGE_INTERVAL_MS * 1000);
+}
+
+/* A round ends: a committed one moves the floor where its claim allowed. */
+void
+WebhookQueueRoundEnd(bool committed)
+{
+	if (committed && fl.floor_after_commit >= 0)
+		fl.claim_floor = fl.floor_after_commit;
+	fl.floor_after_commit = -1;
+}
