@@ -137,10 +137,9 @@ WebhookCallUserFunction(Oid fn, int nargs, const Oid *argtypes, Oid rettype, Dat
 		FmgrInfo	flinfo;
 		WebhookUser save;
 		HeapTuple	tup = SearchSysCache1(PROCOID, ObjectIdGetDatum(fn));
+		Form_pg_proc proc;
 		Oid			fn_owner;
 		Datum		d;
-
-		Form_pg_proc proc;
 
 		if (!HeapTupleIsValid(tup))
 			ereport(ERROR,
