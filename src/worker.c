@@ -127,8 +127,8 @@ clear_shared_latch(int code, Datum arg)
  * (a vacuum or analyze replans them). Left to choose, the plan cache switched
  * to a custom plan per execution once the statistics moved: planning every
  * statement of every round, SQL functions parsed again for inlining, and the
- * queue's index probed past its dead entries for the planner's estimates. That
- * was a fifth of the worker's time under live load, and grew with the churn.
+ * queue's index probed past its dead entries for the planner's estimates,
+ * a cost that grew with the churn (test/bench/README.md).
  */
 void
 WebhookPrepare(SPIPlanPtr *slot, const char *sql, int nargs, Oid *types)
@@ -482,11 +482,10 @@ WebhookWorkerMain(Datum main_arg)
 		 * RECORD_DELAY_MS, or nothing else is in flight), or when a retry,
 		 * handshake or purge is due. And at most every ROUND_GAP_MS: under
 		 * a stream of one-row commits, each would otherwise wake a round of
-		 * its own (at 2 ms the worker spent 160 us a delivery keeping up with
-		 * 4 inserting clients, at 5 ms 120). Under load one round records
+		 * its own (test/bench/README.md has what each gap cost). Under load one round records
 		 * and claims hundreds of deliveries; after a quiet spell, a wake-up
 		 * is served at once: only rounds that claimed start the gap, not
-		 * those that only recorded results, or a message every 10 ms would
+		 * those that only recorded results, or a trickle of messages would
 		 * wait for the gap each time.
 		 */
 		now = GetCurrentTimestamp();
