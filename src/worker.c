@@ -482,8 +482,9 @@ WebhookWorkerMain(Datum main_arg)
 		 * RECORD_DELAY_MS, or nothing else is in flight), or when a retry,
 		 * handshake or purge is due. And at most every ROUND_GAP_MS: under
 		 * a stream of one-row commits, each would otherwise wake a round of
-		 * its own (test/bench/README.md has what each gap cost). Under load one round records
-		 * and claims hundreds of deliveries; after a quiet spell, a wake-up
+		 * its own (test/bench/README.md has what each gap cost). Under load
+		 * one round records and claims hundreds of deliveries; after a quiet
+		 * spell, a wake-up
 		 * is served at once: only rounds that claimed start the gap, not
 		 * those that only recorded results, or a trickle of messages would
 		 * wait for the gap each time.
