@@ -484,10 +484,9 @@ WebhookWorkerMain(Datum main_arg)
 		 * a stream of one-row commits, each would otherwise wake a round of
 		 * its own (test/bench/README.md has what each gap cost). Under load
 		 * one round records and claims hundreds of deliveries; after a quiet
-		 * spell, a wake-up
-		 * is served at once: only rounds that claimed start the gap, not
-		 * those that only recorded results, or a trickle of messages would
-		 * wait for the gap each time.
+		 * spell, a wake-up is served at once: only rounds that claimed start
+		 * the gap, not those that only recorded results, or a trickle of
+		 * messages would wait for the gap each time.
 		 */
 		now = GetCurrentTimestamp();
 		if (woken)
