@@ -7,7 +7,8 @@ EXTVERSION = 0.1
 MODULE_big = webhook
 OBJS = src/webhook.o src/guc.o src/capture.o src/owner.o src/plans.o src/util.o src/queue.o src/dispatch.o src/record.o \
 	src/signing.o src/http.o src/worker.o src/moderate.o
-DATA = webhook--$(EXTVERSION).sql
+# The script is built from its parts in src/sql, one per subject.
+DATA_built = webhook--$(EXTVERSION).sql
 EXTRA_CLEAN = webhook.control
 PGFILEDESC = "webhook - row changes as webhook deliveries"
 
@@ -27,6 +28,9 @@ PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
 all: webhook.control
+
+webhook--$(EXTVERSION).sql: $(sort $(wildcard src/sql/*.sql))
+	cat $^ > $@
 
 webhook.control: webhook.control.in Makefile
 	sed 's/@EXTVERSION@/$(EXTVERSION)/g' $< > $@

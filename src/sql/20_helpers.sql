@@ -1,0 +1,97 @@
+--
+-- C helpers
+--
+
+CREATE FUNCTION webhook._check_url(url text) RETURNS text
+    LANGUAGE c STRICT AS 'MODULE_PATHNAME', 'webhook_check_url';
+
+CREATE FUNCTION webhook._random_bytes(n integer) RETURNS bytea
+    LANGUAGE c STRICT VOLATILE AS 'MODULE_PATHNAME', 'webhook_random_bytes';
+
+-- Tracked expressions: parsed in track()'s caller's search_path, deparsed
+-- with every name qualified, and what they use (src/owner.c).
+CREATE FUNCTION webhook._parse_expr(rel regclass, expr text, target regtype,
+    explicit_cast boolean, search_path text) RETURNS text
+    LANGUAGE c STABLE AS 'MODULE_PATHNAME', 'webhook_parse_expr';
+
+CREATE FUNCTION webhook._deparse_expr(node text, rel regclass, alias text) RETURNS text
+    LANGUAGE c STABLE AS 'MODULE_PATHNAME', 'webhook_deparse_expr';
+
+CREATE FUNCTION webhook._expr_uses(node text, rel regclass, target regclass, attnum integer)
+    RETURNS boolean LANGUAGE c STRICT STABLE AS 'MODULE_PATHNAME', 'webhook_expr_uses';
+
+-- The cluster and database that node trees made here belong to.
+CREATE FUNCTION webhook._node_origin() RETURNS text
+    LANGUAGE c STABLE AS 'MODULE_PATHNAME', 'webhook_node_origin';
+
+-- Run a source's capture statements over empty transition tables as its
+-- table's owner (src/capture.c).
+CREATE FUNCTION webhook._check_capture(source bigint) RETURNS void
+    LANGUAGE c STRICT VOLATILE AS 'MODULE_PATHNAME', 'webhook_check_capture';
+
+CREATE FUNCTION webhook._strip(j jsonb) RETURNS jsonb
+    LANGUAGE c STRICT IMMUTABLE PARALLEL SAFE AS 'MODULE_PATHNAME', 'webhook_strip';
+
+CREATE FUNCTION webhook._table_name(rel regclass) RETURNS text
+    LANGUAGE c STRICT STABLE PARALLEL SAFE AS 'MODULE_PATHNAME', 'webhook_table_name';
+
+CREATE FUNCTION webhook._schema_name(rel regclass) RETURNS text
+    LANGUAGE c STRICT STABLE PARALLEL SAFE AS 'MODULE_PATHNAME', 'webhook_schema_name';
+
+-- Why no worker delivers this database's events; NULL when one does.
+CREATE FUNCTION webhook._served() RETURNS text
+    LANGUAGE c STABLE AS 'MODULE_PATHNAME', 'webhook_served';
+
+-- Wake the worker at commit; recheck: a delivery was made due (redeliver).
+CREATE FUNCTION webhook._wake(recheck boolean = false) RETURNS void
+    LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'webhook_wake';
+
+-- The worker keeps the verified endpoints in memory; these tell it, at
+-- commit, that they changed (through the API or by hand).
+CREATE FUNCTION webhook._endpoint_changed() RETURNS trigger
+    LANGUAGE c AS 'MODULE_PATHNAME', 'webhook_endpoint_changed';
+
+-- Rows written by hand get the checks the API makes (webhook._check_endpoint):
+-- the worker trusts what it reads, and calls the functions named here.
+CREATE FUNCTION webhook._endpoint_check() RETURNS trigger
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF TG_OP = 'INSERT' OR (NEW.url, NEW.format, NEW.token, NEW.secret, NEW.events, NEW.channels,
+                            NEW.keywords, NEW.headers, NEW.on_response)
+         IS DISTINCT FROM (OLD.url, OLD.format, OLD.token, OLD.secret, OLD.events, OLD.channels,
+                           OLD.keywords, OLD.headers, OLD.on_response) THEN
+        PERFORM webhook._check_endpoint(NEW.url, NEW.format, NEW.token, NEW.secret, NEW.events,
+                                        NEW.channels, NEW.keywords, NEW.headers,
+                                        NEW.on_response::regprocedure);
+    END IF;
+    RETURN NEW;
+END
+$$;
+
+CREATE TRIGGER endpoint_check BEFORE INSERT OR UPDATE ON webhook.endpoint
+    FOR EACH ROW EXECUTE FUNCTION webhook._endpoint_check();
+CREATE TRIGGER endpoint_changed AFTER INSERT OR UPDATE OR DELETE ON webhook.endpoint
+    FOR EACH ROW EXECUTE FUNCTION webhook._endpoint_changed();
+CREATE TRIGGER endpoint_truncated AFTER TRUNCATE ON webhook.endpoint
+    FOR EACH STATEMENT EXECUTE FUNCTION webhook._endpoint_changed();
+
+-- Runs as the extension's owner: application roles need no rights on webhook.*.
+CREATE FUNCTION webhook._capture() RETURNS trigger
+    LANGUAGE c SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+    AS 'MODULE_PATHNAME', 'webhook_capture';
+
+-- The event a queue row becomes, as deliveries hold it and formats read it.
+-- A message table without tracked children stores no message object: it is
+-- the row without null or empty values, derived here.
+CREATE FUNCTION webhook._event(q webhook.queue) RETURNS jsonb
+    LANGUAGE sql STABLE AS $$
+SELECT pg_catalog.jsonb_build_object(
+    'id', q.id, 'type', q.type, 'kind', q.kind, 'op', q.op, 'update_type', q.update_type,
+    'channel', q.channel, 'chat_type', q.chat_type,
+    'message', coalesce(q.message, CASE WHEN q.kind = 'message'
+                                        THEN webhook._strip(coalesce(q.record, q.old_record)) END),
+    'record', q.record, 'old_record', q.old_record, 'data', q.data,
+    'table', webhook._table_name(q.source), 'schema', webhook._schema_name(q.source),
+    'created_at', q.created_at)
+$$;
+

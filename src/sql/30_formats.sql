@@ -1,0 +1,76 @@
+--
+-- Formats: each is a function (event, endpoint) to the request body.
+--
+
+CREATE FUNCTION webhook.format_slackchat(event jsonb, endpoint webhook.endpoint) RETURNS jsonb
+    LANGUAGE sql STABLE AS $$
+SELECT CASE
+    WHEN event->>'type' IN ('republish_request', 'unpublish_request') THEN
+        pg_catalog.jsonb_build_object('token', endpoint.token, 'type', event->'type',
+            'channel', event->'channel', 'channel_data', pg_catalog.to_jsonb((event->'data')::text),
+            'chat_type', event->'chat_type')
+    WHEN event->>'type' = 'update_notification' THEN
+        pg_catalog.jsonb_build_object('token', endpoint.token, 'type', event->'type',
+            'channel', event->'channel', 'chat_type', event->'chat_type',
+            'update_type', event->'update_type', 'message', event->'message')
+    ELSE
+        pg_catalog.jsonb_build_object('token', endpoint.token, 'type', event->'type',
+            'channel', event->'channel', 'data', event->'data')
+END
+$$;
+
+CREATE FUNCTION webhook.format_channel(event jsonb, endpoint webhook.endpoint) RETURNS jsonb
+    LANGUAGE sql STABLE AS $$
+SELECT pg_catalog.jsonb_build_object(
+    'event', CASE
+        WHEN event->>'op' = 'DELETE' THEN 'delete'
+        WHEN event->>'kind' = 'message' AND event->>'op' = 'INSERT' THEN 'push'
+        WHEN event->>'kind' = 'message' THEN 'update'
+        WHEN event->>'op' IS NOT NULL THEN 'upsert'
+        ELSE event->>'type' END,
+    'type', CASE
+        WHEN event->>'kind' = 'message' THEN 'Message'
+        WHEN event->>'op' IS NOT NULL THEN event->>'table'
+        ELSE 'Event' END,
+    'entity', CASE
+        WHEN event->>'op' = 'DELETE' THEN event->'old_record'
+        WHEN event->>'op' IS NOT NULL THEN event->'record'
+        WHEN event->>'type' IN ('republish_request', 'unpublish_request', 'update_notification') THEN
+            pg_catalog.jsonb_build_object('channel', event->'channel', 'chat_type', event->'chat_type',
+                'channel_data', event->'data')
+        ELSE event->'data' END,
+    'refers', CASE
+        WHEN event->>'kind' IN ('reaction', 'attachment', 'keyword_argument') THEN
+            pg_catalog.jsonb_build_object('message', event->'message')
+        ELSE '{}'::jsonb END)
+$$;
+
+CREATE FUNCTION webhook.format_phraseanet(event jsonb, endpoint webhook.endpoint) RETURNS jsonb
+    LANGUAGE sql STABLE AS $$
+SELECT CASE
+    WHEN event->>'type' IN ('update_notification', 'republish_request', 'unpublish_request') THEN
+        pg_catalog.jsonb_build_object('event', event->'type', 'webhookId', event->'id', 'version', 1,
+            'data', webhook._strip(pg_catalog.jsonb_build_object(
+                'channel', event->'channel', 'chat_type', event->'chat_type',
+                'update_type', event->'update_type', 'message', event->'message',
+                'channel_data', event->'data', 'table', event->'table',
+                'record', event->'record', 'old_record', event->'old_record')),
+            'event_time', event->'created_at')
+    ELSE
+        CASE WHEN pg_catalog.jsonb_typeof(event->'data') = 'object' THEN event->'data'
+             ELSE pg_catalog.jsonb_build_object('data', event->'data') END
+        || pg_catalog.jsonb_build_object('event', event->'type', 'webhookId', event->'id',
+               'version', 1, 'event_time', event->'created_at')
+END
+$$;
+
+CREATE FUNCTION webhook.format_supabase(event jsonb, endpoint webhook.endpoint) RETURNS jsonb
+    LANGUAGE sql STABLE AS $$
+SELECT pg_catalog.jsonb_build_object(
+    'type', coalesce(event->>'op', event->>'type'),
+    'table', event->'table',
+    'schema', event->'schema',
+    'record', CASE WHEN event->>'op' IS NOT NULL THEN event->'record' ELSE event->'data' END,
+    'old_record', event->'old_record')
+$$;
+

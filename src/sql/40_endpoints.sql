@@ -1,0 +1,457 @@
+--
+-- Endpoints
+--
+
+-- A format or on_response function: the worker calls it as its owner, in
+-- another session, once per delivery. Whoever names it must be allowed to
+-- call it.
+CREATE FUNCTION webhook._check_user_function(fn regprocedure, what text) RETURNS void
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    p pg_proc;
+BEGIN
+    SELECT * INTO p FROM pg_proc WHERE oid = fn;
+    IF p.prokind <> 'f' OR p.proretset THEN
+        RAISE EXCEPTION '% function % must be a plain function returning one value', what, fn
+            USING ERRCODE = 'wrong_object_type';
+    END IF;
+    IF p.pronamespace = pg_my_temp_schema() OR
+       (SELECT nspname FROM pg_namespace WHERE oid = p.pronamespace) LIKE 'pg\_temp\_%' THEN
+        RAISE EXCEPTION '% function pg_temp.% is temporary', what, p.proname
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'The worker calls it from its own session: create it in a permanent schema.';
+    END IF;
+    IF NOT has_function_privilege(fn, 'EXECUTE') THEN
+        RAISE EXCEPTION 'permission denied for function %', fn
+            USING ERRCODE = 'insufficient_privilege',
+                  DETAIL = format('An endpoint''s %s function is run as its owner; whoever names it must be allowed to execute it.', what);
+    END IF;
+END
+$$;
+
+-- The function an endpoint row names, for the worker: 0 when there is none
+-- of the form its use needs (a name that does not even parse included), so
+-- one bad row cannot stop the worker's rounds.
+CREATE FUNCTION webhook._user_function(signature text, use text) RETURNS oid
+    LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    fn regprocedure;
+    p pg_proc;
+    args oid[];
+BEGIN
+    IF use = 'format' THEN
+        args := ARRAY['jsonb'::regtype, 'webhook.endpoint'::regtype]::oid[];
+    ELSE
+        args := ARRAY['webhook.delivery'::regtype, 'integer'::regtype, 'jsonb'::regtype,
+                      'text'::regtype]::oid[];
+    END IF;
+    fn := to_regprocedure(signature);
+    SELECT * INTO p FROM pg_proc WHERE oid = fn;
+    IF NOT FOUND OR p.prokind <> 'f' OR p.proretset OR ARRAY(SELECT unnest(p.proargtypes)) <> args
+       OR (use = 'format' AND p.prorettype <> 'jsonb'::regtype) THEN
+        RETURN 0;
+    END IF;
+    RETURN fn;
+EXCEPTION WHEN OTHERS THEN
+    RETURN 0;
+END
+$$;
+
+-- After DDL that removes or renames functions: an endpoint's format or
+-- on_response function may not go while the endpoint names it. Another
+-- function could take its name, and with it the endpoint's events, token and
+-- secret.
+CREATE FUNCTION webhook._check_endpoint_functions() RETURNS void
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    e webhook.endpoint;
+BEGIN
+    SELECT * INTO e FROM webhook.endpoint x
+     WHERE (x.format NOT IN ('slackchat', 'channel', 'phraseanet', 'supabase')
+            AND webhook._user_function(x.format || '(jsonb, webhook.endpoint)', 'format') = 0)
+        OR (x.on_response IS NOT NULL AND webhook._user_function(x.on_response, 'on_response') = 0)
+     ORDER BY x.id LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'endpoint "%" names function %, which this change removes', e.name,
+                        CASE WHEN e.format NOT IN ('slackchat', 'channel', 'phraseanet', 'supabase')
+                              AND webhook._user_function(e.format || '(jsonb, webhook.endpoint)', 'format') = 0
+                             THEN e.format ELSE e.on_response END
+            USING ERRCODE = 'dependent_objects_still_exist',
+                  HINT = 'Give the endpoint another function first (webhook.alter_endpoint), or drop the endpoint.';
+    END IF;
+END
+$$;
+
+-- Check the arguments shared by create_endpoint and alter_endpoint.
+CREATE FUNCTION webhook._check_endpoint(url text, format text, token text, secret text,
+    events text[], channels text[], keywords text[], headers jsonb, on_response regprocedure)
+    RETURNS void LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    k text;
+    v jsonb;
+    key bytea;
+    fn regprocedure;
+BEGIN
+    IF url IS NOT NULL THEN
+        PERFORM webhook._check_url(url);
+    END IF;
+    IF format IS NOT NULL AND format NOT IN ('slackchat', 'channel', 'phraseanet', 'supabase') THEN
+        -- a name that is not even a name is an unknown format, not a syntax error
+        BEGIN
+            fn := to_regprocedure(format || '(jsonb, webhook.endpoint)');
+        EXCEPTION WHEN invalid_name OR syntax_error OR feature_not_supported THEN
+            fn := NULL;
+        END;
+        IF fn IS NULL OR (SELECT prorettype FROM pg_proc WHERE oid = fn) <> 'jsonb'::regtype THEN
+            RAISE EXCEPTION 'unknown format "%"', format
+                USING ERRCODE = 'invalid_parameter_value',
+                      HINT = 'Use slackchat, channel, phraseanet or supabase, or name a schema-qualified function (event jsonb, endpoint webhook.endpoint) RETURNS jsonb.';
+        END IF;
+        PERFORM webhook._check_user_function(fn, 'format');
+    END IF;
+    IF token IS NOT NULL AND (token = '' OR token ~ '[\r\n]') THEN
+        RAISE EXCEPTION 'endpoint token must be non-empty and on one line'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF secret IS NOT NULL THEN
+        IF secret NOT LIKE 'whsec\_%' THEN
+            RAISE EXCEPTION 'endpoint secret must start with "whsec_"'
+                USING ERRCODE = 'invalid_parameter_value',
+                      HINT = 'A Standard Webhooks secret is whsec_ followed by base64 of at least 16 random bytes; leave it out to have one generated.';
+        END IF;
+        BEGIN
+            key := decode(substr(secret, 7), 'base64');
+        EXCEPTION WHEN OTHERS THEN
+            RAISE EXCEPTION 'endpoint secret is not valid base64 after "whsec_"'
+                USING ERRCODE = 'invalid_parameter_value';
+        END;
+        IF length(key) < 16 THEN
+            RAISE EXCEPTION 'endpoint secret is too short'
+                USING ERRCODE = 'invalid_parameter_value',
+                      DETAIL = format('It decodes to %s bytes; at least 16 are needed.', length(key));
+        END IF;
+    END IF;
+    IF array_ndims(events) > 1 OR array_ndims(channels) > 1 OR array_ndims(keywords) > 1 THEN
+        RAISE EXCEPTION 'events, channels and keywords filters must be one-dimensional arrays'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF array_position(events, NULL) IS NOT NULL OR '' = ANY (events) THEN
+        RAISE EXCEPTION 'events filter must not contain null or empty names'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF array_position(channels, NULL) IS NOT NULL THEN
+        RAISE EXCEPTION 'channels filter must not contain null'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF array_position(keywords, NULL) IS NOT NULL OR '' = ANY (keywords) THEN
+        RAISE EXCEPTION 'keywords filter must not contain null or empty keywords'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF headers IS NOT NULL THEN
+        IF jsonb_typeof(headers) <> 'object' THEN
+            RAISE EXCEPTION 'endpoint headers must be a JSON object of strings'
+                USING ERRCODE = 'invalid_parameter_value',
+                      HINT = 'For example ''{"Authorization": "Bearer abc"}''.';
+        END IF;
+        FOR k, v IN SELECT * FROM jsonb_each(headers) LOOP
+            IF k !~ '^[!#$%&''*+.^_`|~0-9A-Za-z-]+$' THEN
+                RAISE EXCEPTION 'invalid header name "%"', k
+                    USING ERRCODE = 'invalid_parameter_value',
+                          HINT = 'Header names are HTTP tokens: letters, digits and !#$%&''*+-.^_`|~.';
+            END IF;
+            IF lower(k) IN ('host', 'content-length', 'transfer-encoding', 'connection',
+                            'webhook-id', 'webhook-timestamp', 'webhook-signature') THEN
+                RAISE EXCEPTION 'header "%" is set by webhook and cannot be overridden', k
+                    USING ERRCODE = 'invalid_parameter_value';
+            END IF;
+            IF jsonb_typeof(v) <> 'string' THEN
+                RAISE EXCEPTION 'value of header "%" must be a string', k
+                    USING ERRCODE = 'invalid_parameter_value';
+            END IF;
+            IF v->>0 ~ '[\r\n\x01-\x08\x0b\x0c\x0e-\x1f\x7f]' THEN
+                RAISE EXCEPTION 'value of header "%" contains a line break or control character', k
+                    USING ERRCODE = 'invalid_parameter_value';
+            END IF;
+        END LOOP;
+    END IF;
+    -- ARRAY(unnest) because proargtypes::oid[] is indexed from 0 and never equals an ARRAY[]
+    IF on_response IS NOT NULL AND on_response <> 0 AND
+       (SELECT ARRAY(SELECT unnest(p.proargtypes)) FROM pg_proc p WHERE p.oid = on_response)
+         <> ARRAY['webhook.delivery'::regtype, 'integer'::regtype, 'jsonb'::regtype, 'text'::regtype]::oid[] THEN
+        RAISE EXCEPTION 'on_response function % has the wrong arguments', on_response
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'It must take (delivery webhook.delivery, status integer, headers jsonb, body text).';
+    END IF;
+    IF on_response IS NOT NULL AND on_response <> 0 THEN
+        PERFORM webhook._check_user_function(on_response, 'on_response');
+    END IF;
+END
+$$;
+
+CREATE FUNCTION webhook.create_endpoint(url text, name text = NULL, format text = 'slackchat',
+    token text = NULL, secret text = NULL, events text[] = NULL, channels text[] = NULL,
+    keywords text[] = NULL, headers jsonb = '{}', verify boolean = true,
+    on_response regprocedure = NULL)
+    RETURNS webhook.endpoint LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    r webhook.endpoint;
+    new_id bigint := nextval(pg_get_serial_sequence('webhook.endpoint', 'id'));
+BEGIN
+    IF url IS NULL THEN
+        RAISE EXCEPTION 'endpoint url must not be null' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF format IS NULL OR verify IS NULL THEN
+        RAISE EXCEPTION 'format and verify must not be null' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF name = '' THEN
+        RAISE EXCEPTION 'endpoint name must not be empty'
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'Leave it out to have one generated.';
+    END IF;
+    PERFORM webhook._check_endpoint(url, format, token, secret, events, channels, keywords,
+                                    coalesce(headers, '{}'), on_response);
+    IF EXISTS (SELECT 1 FROM webhook.endpoint e WHERE e.name = create_endpoint.name) THEN
+        RAISE EXCEPTION 'endpoint "%" already exists', create_endpoint.name
+            USING ERRCODE = 'duplicate_object',
+                  HINT = 'Choose another name, or change the existing one with webhook.alter_endpoint().';
+    END IF;
+    INSERT INTO webhook.endpoint (id, name, url, format, token, secret, events, channels, keywords,
+                                  headers, verify, on_response, state, state_reason, verified_at,
+                                  verify_next_at)
+    VALUES (new_id,
+            coalesce(create_endpoint.name, 'endpoint_' || new_id),
+            create_endpoint.url,
+            create_endpoint.format,
+            coalesce(create_endpoint.token, encode(webhook._random_bytes(24), 'hex')),
+            coalesce(create_endpoint.secret, 'whsec_' || encode(webhook._random_bytes(32), 'base64')),
+            nullif(create_endpoint.events, '{}'),
+            nullif(create_endpoint.channels, '{}'),
+            nullif(create_endpoint.keywords, '{}'),
+            coalesce(create_endpoint.headers, '{}'),
+            create_endpoint.verify,
+            -- not nullif(), which returns an oid: the text is the qualified signature
+            CASE WHEN create_endpoint.on_response <> 0 THEN create_endpoint.on_response::text END,
+            CASE WHEN create_endpoint.verify THEN 'pending' ELSE 'verified' END,
+            -- NULL, or why nothing will happen: no worker serves this database
+            CASE WHEN create_endpoint.verify THEN webhook._served()
+                 ELSE concat_ws('; ', 'verification skipped (verify => false)', webhook._served()) END,
+            CASE WHEN create_endpoint.verify THEN NULL ELSE now() END,
+            CASE WHEN create_endpoint.verify THEN now() END)
+    RETURNING * INTO r;
+    PERFORM webhook._wake();
+    RETURN r;
+END
+$$;
+
+-- Look up an endpoint for change, or raise the error every API function gives.
+CREATE FUNCTION webhook._endpoint(id bigint) RETURNS webhook.endpoint
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    r webhook.endpoint;
+BEGIN
+    SELECT * INTO r FROM webhook.endpoint e WHERE e.id = _endpoint.id FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'endpoint % does not exist', coalesce(id::text, 'NULL')
+            USING ERRCODE = 'undefined_object';
+    END IF;
+    RETURN r;
+END
+$$;
+
+CREATE FUNCTION webhook.alter_endpoint(id bigint, url text = NULL, name text = NULL,
+    format text = NULL, token text = NULL, secret text = NULL, events text[] = NULL,
+    channels text[] = NULL, keywords text[] = NULL, headers jsonb = NULL,
+    verify boolean = NULL, on_response regprocedure = NULL)
+    RETURNS webhook.endpoint LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    old webhook.endpoint := webhook._endpoint(id);
+    r webhook.endpoint;
+    rehandshake boolean;
+BEGIN
+    PERFORM webhook._check_endpoint(url, format, token, secret, events, channels, keywords,
+                                    headers, on_response);
+    IF alter_endpoint.name = '' THEN
+        RAISE EXCEPTION 'endpoint name must not be empty' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF alter_endpoint.name IS NOT NULL AND alter_endpoint.name <> old.name
+       AND EXISTS (SELECT 1 FROM webhook.endpoint e WHERE e.name = alter_endpoint.name) THEN
+        RAISE EXCEPTION 'endpoint "%" already exists', alter_endpoint.name
+            USING ERRCODE = 'duplicate_object';
+    END IF;
+    r := old;
+    r.url := coalesce(alter_endpoint.url, old.url);
+    r.name := coalesce(alter_endpoint.name, old.name);
+    r.format := coalesce(alter_endpoint.format, old.format);
+    r.token := coalesce(alter_endpoint.token, old.token);
+    r.secret := coalesce(alter_endpoint.secret, old.secret);
+    -- an empty array clears a filter (NULL keeps it)
+    IF alter_endpoint.events IS NOT NULL THEN r.events := nullif(alter_endpoint.events, '{}'); END IF;
+    IF alter_endpoint.channels IS NOT NULL THEN r.channels := nullif(alter_endpoint.channels, '{}'); END IF;
+    IF alter_endpoint.keywords IS NOT NULL THEN r.keywords := nullif(alter_endpoint.keywords, '{}'); END IF;
+    r.headers := coalesce(alter_endpoint.headers, old.headers);
+    r.verify := coalesce(alter_endpoint.verify, old.verify);
+    -- '-'::regprocedure (0) clears on_response
+    IF alter_endpoint.on_response IS NOT NULL THEN
+        r.on_response := CASE WHEN alter_endpoint.on_response <> 0 THEN alter_endpoint.on_response::text END;
+    END IF;
+
+    rehandshake := r.url IS DISTINCT FROM old.url OR r.token IS DISTINCT FROM old.token
+                   OR (r.verify AND NOT old.verify);
+    IF NOT r.verify AND old.state IN ('pending', 'unverified') THEN
+        r.state := 'verified';
+        r.state_reason := concat_ws('; ', 'verification skipped (verify => false)', webhook._served());
+        r.verified_at := now();
+        r.verify_next_at := NULL;
+    ELSIF rehandshake AND r.verify AND old.state <> 'disabled' THEN
+        -- a disabled endpoint stays disabled: webhook.enable_endpoint() runs the handshake
+        r.state := 'pending';
+        r.state_reason := webhook._served();
+        r.verified_at := NULL;
+        r.verify_attempts := 0;
+        r.verify_next_at := now();
+    END IF;
+    r.updated_at := now();
+
+    UPDATE webhook.endpoint e SET
+        name = r.name, url = r.url, format = r.format, token = r.token, secret = r.secret,
+        events = r.events, channels = r.channels, keywords = r.keywords, headers = r.headers,
+        verify = r.verify, on_response = r.on_response, state = r.state,
+        state_reason = r.state_reason, verified_at = r.verified_at,
+        verify_attempts = r.verify_attempts, verify_next_at = r.verify_next_at,
+        updated_at = r.updated_at
+    WHERE e.id = r.id
+    RETURNING * INTO r;
+    PERFORM webhook._wake();
+    RETURN r;
+END
+$$;
+
+CREATE FUNCTION webhook.drop_endpoint(id bigint) RETURNS void
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    PERFORM webhook._endpoint(id);
+    IF EXISTS (SELECT 1 FROM webhook.moderation m WHERE m.endpoint_id = drop_endpoint.id) THEN
+        RAISE EXCEPTION 'endpoint % is the moderation hook of %', id,
+                (SELECT string_agg(m.rel::text, ', ' ORDER BY m.rel::text) FROM webhook.moderation m
+                  WHERE m.endpoint_id = drop_endpoint.id)
+            USING ERRCODE = 'dependent_objects_still_exist',
+                  HINT = 'Call webhook.unmoderate() on those tables first.';
+    END IF;
+    DELETE FROM webhook.delivery d WHERE d.endpoint_id = drop_endpoint.id;
+    DELETE FROM webhook.endpoint e WHERE e.id = drop_endpoint.id;
+END
+$$;
+
+CREATE FUNCTION webhook.verify_endpoint(id bigint) RETURNS void
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    r webhook.endpoint := webhook._endpoint(id);
+BEGIN
+    IF NOT r.verify THEN
+        RAISE EXCEPTION 'endpoint % does not take a verification handshake', r.id
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'Turn it on with webhook.alter_endpoint(id, verify => true).';
+    END IF;
+    IF r.state = 'disabled' THEN
+        RAISE EXCEPTION 'endpoint % is disabled', r.id
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'webhook.enable_endpoint() enables it and runs the handshake.';
+    END IF;
+    UPDATE webhook.endpoint e
+       SET state = 'pending', state_reason = webhook._served(), verified_at = NULL, verify_attempts = 0,
+           verify_next_at = now(), updated_at = now()
+     WHERE e.id = r.id;
+    PERFORM webhook._wake();
+END
+$$;
+
+CREATE FUNCTION webhook.enable_endpoint(id bigint) RETURNS void
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    r webhook.endpoint := webhook._endpoint(id);
+BEGIN
+    IF r.state IN ('verified', 'pending') THEN
+        RETURN;
+    END IF;
+    -- a disabled or unverified endpoint proves itself again before it gets events
+    UPDATE webhook.endpoint e
+       SET state = CASE WHEN r.verify THEN 'pending' ELSE 'verified' END,
+           state_reason = CASE WHEN r.verify THEN webhook._served()
+                               ELSE concat_ws('; ', 'verification skipped (verify => false)', webhook._served()) END,
+           verified_at = CASE WHEN r.verify THEN NULL ELSE now() END,
+           verify_attempts = 0,
+           verify_next_at = CASE WHEN r.verify THEN now() END,
+           failing_since = NULL,
+           updated_at = now()
+     WHERE e.id = r.id;
+    PERFORM webhook._wake();
+END
+$$;
+
+CREATE FUNCTION webhook.disable_endpoint(id bigint, reason text = NULL) RETURNS void
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    r webhook.endpoint := webhook._endpoint(id);
+BEGIN
+    UPDATE webhook.endpoint e
+       SET state = 'disabled', state_reason = coalesce(reason, 'disabled by hand'),
+           verify_next_at = NULL, updated_at = now()
+     WHERE e.id = r.id;
+END
+$$;
+
+-- Record a handshake's outcome; called by the worker. retry_ms < 0: no retries left.
+CREATE FUNCTION webhook._handshake_result(endpoint_id bigint, url text, token text,
+    challenge text, status integer, body text, error text, retry_ms bigint)
+    RETURNS void LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    e webhook.endpoint;
+    reply text := btrim(body, E' \t\r\n');
+    ok boolean := false;
+    why text;
+BEGIN
+    SELECT * INTO e FROM webhook.endpoint x WHERE x.id = _handshake_result.endpoint_id FOR UPDATE;
+    -- dropped or changed while the handshake was in flight: the result is stale
+    IF NOT FOUND OR e.state <> 'pending' OR e.url <> _handshake_result.url
+       OR e.token <> _handshake_result.token THEN
+        RETURN;
+    END IF;
+    IF status IS NULL OR status = 429 OR status >= 500 THEN
+        -- no answer, or a server in trouble: try again on the retry schedule
+        why := coalesce(error, 'HTTP ' || status);
+        UPDATE webhook.endpoint x SET
+            verify_attempts = x.verify_attempts + 1,
+            state = CASE WHEN retry_ms < 0 THEN 'unverified' ELSE 'pending' END,
+            state_reason = CASE WHEN retry_ms < 0 THEN 'handshake failed: ' || why
+                                ELSE 'handshake failed, will retry: ' || why END,
+            verify_next_at = CASE WHEN retry_ms < 0 THEN NULL
+                                  ELSE now() + retry_ms * interval '1 millisecond' END,
+            updated_at = now()
+        WHERE x.id = e.id;
+        RETURN;
+    END IF;
+    IF status BETWEEN 200 AND 299 THEN
+        ok := reply = challenge OR reply = '"' || challenge || '"';
+        IF NOT ok AND left(reply, 1) = '{' THEN
+            BEGIN
+                ok := (reply::jsonb ->> 'challenge') = challenge;
+            EXCEPTION WHEN OTHERS THEN
+                ok := false;
+            END;
+        END IF;
+    END IF;
+    IF ok THEN
+        UPDATE webhook.endpoint x SET state = 'verified', state_reason = NULL, verified_at = now(),
+            verify_attempts = x.verify_attempts + 1, verify_next_at = NULL, failing_since = NULL,
+            updated_at = now()
+        WHERE x.id = e.id;
+    ELSE
+        UPDATE webhook.endpoint x SET state = 'unverified',
+            state_reason = CASE WHEN status BETWEEN 200 AND 299
+                                THEN 'handshake reply did not echo the challenge'
+                                ELSE 'handshake answered HTTP ' || status END,
+            verify_attempts = x.verify_attempts + 1, verify_next_at = NULL, updated_at = now()
+        WHERE x.id = e.id;
+    END IF;
+END
+$$;
+
