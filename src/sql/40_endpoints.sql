@@ -437,13 +437,16 @@ DECLARE
     new_secret text := coalesce(rotate_secret.secret, webhook._new_secret());
 BEGIN
     PERFORM webhook._check_secret(rotate_secret.secret);
-    IF keep_old IS NULL OR keep_old < interval '0' THEN
-        RAISE EXCEPTION 'keep_old must be a duration of zero or more, not %', coalesce(keep_old::text, 'NULL')
-            USING ERRCODE = 'invalid_parameter_value',
-                  HINT = 'It is how long requests are signed with the old secret too; 0 drops it at once.';
+    IF keep_old IS NULL THEN
+        RAISE EXCEPTION 'keep_old must not be null' USING ERRCODE = 'null_value_not_allowed',
+            HINT = 'It is how long requests are signed with the old secret too; 0 drops it at once.';
+    END IF;
+    IF keep_old < interval '0' THEN
+        RAISE EXCEPTION 'keep_old must not be negative' USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'It is how long requests are signed with the old secret too; 0 drops it at once.';
     END IF;
     IF new_secret = r.secret THEN
-        RAISE EXCEPTION 'endpoint % already has this secret', r.id
+        RAISE EXCEPTION 'the new secret is the endpoint''s current secret'
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'Give another secret, or leave it out to have one generated.';
     END IF;
