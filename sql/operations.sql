@@ -1,7 +1,7 @@
 --
 -- operations: rotate_secret, rate_limit, redeliver_failed, with every bad
 -- input and its error. (What the worker sends is tested in
--- test/t/013_operations.pl.)
+-- test/t/013_rotation.pl, 014_recovery.pl and 015_rate_limit.pl.)
 --
 \set SHOW_CONTEXT never
 

@@ -3,7 +3,8 @@
 
 Listens on 127.0.0.1, answers every POST as its script says, and appends each
 request to a log file as one JSON line: path, query, headers (names
-lowercased), body, the time it arrived and the status it got.
+lowercased), body (and body_b64, its bytes exactly), the time it arrived and
+the status it got.
 
 The script is a JSON file read again on every request, so a test changes the
 behaviour by rewriting it. Its keys, all optional, may also be given per path
@@ -21,6 +22,7 @@ under "paths": {"/x": {...}}:
   body        response body (default "ok")
 """
 import argparse
+import base64
 import json
 import threading
 import time
@@ -88,6 +90,7 @@ class Handler(BaseHTTPRequestHandler):
             "query": url.query,
             "headers": {k.lower(): v for k, v in self.headers.items()},
             "body": raw.decode("utf-8", "replace"),
+            "body_b64": base64.b64encode(raw).decode("ascii"),
             "time": time.time(),
             "status": status,
             "client_port": self.client_address[1],
