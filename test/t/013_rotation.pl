@@ -50,7 +50,7 @@ sub perl_signature
 my $node = webhook_node('rotation');
 # one path for everything: handshakes get their challenge back, moderation
 # hooks this reply, deliveries too (they ignore it)
-my $recv = start_receiver(paths => { '/hook' => { body => '[true, {}]' } });
+my $recv = start_receiver(paths => { '/hook' => { body => '[true, {}]', body_b64 => JSON::PP::true } });
 my $ep = create_endpoint($node, $recv->url('/hook'));
 my $wrong = 'whsec_' . MIME::Base64::encode_base64('x' x 32, '');
 $node->safe_psql('postgres', qq{
