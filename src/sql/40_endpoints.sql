@@ -399,59 +399,10 @@ BEGIN
 END
 $$;
 
--- Record a handshake's outcome; called by the worker. retry_ms < 0: no retries left.
+-- Judge and record a handshake's outcome as the worker does (record.c), for
+-- the tests. status NULL: no response, error says why; retry_ms < 0: no
+-- retries left.
 CREATE FUNCTION webhook._handshake_result(endpoint_id bigint, url text, token text,
     challenge text, status integer, body text, error text, retry_ms bigint)
-    RETURNS void LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-    e webhook.endpoint;
-    reply text := btrim(body, E' \t\r\n');
-    ok boolean := false;
-    why text;
-BEGIN
-    SELECT * INTO e FROM webhook.endpoint x WHERE x.id = _handshake_result.endpoint_id FOR UPDATE;
-    -- dropped or changed while the handshake was in flight: the result is stale
-    IF NOT FOUND OR e.state <> 'pending' OR e.url <> _handshake_result.url
-       OR e.token <> _handshake_result.token THEN
-        RETURN;
-    END IF;
-    IF status IS NULL OR status = 429 OR status >= 500 THEN
-        -- no answer, or a server in trouble: try again on the retry schedule
-        why := coalesce(error, 'HTTP ' || status);
-        UPDATE webhook.endpoint x SET
-            verify_attempts = x.verify_attempts + 1,
-            state = CASE WHEN retry_ms < 0 THEN 'unverified' ELSE 'pending' END,
-            state_reason = CASE WHEN retry_ms < 0 THEN 'handshake failed: ' || why
-                                ELSE 'handshake failed, will retry: ' || why END,
-            verify_next_at = CASE WHEN retry_ms < 0 THEN NULL
-                                  ELSE now() + retry_ms * interval '1 millisecond' END,
-            updated_at = now()
-        WHERE x.id = e.id;
-        RETURN;
-    END IF;
-    IF status BETWEEN 200 AND 299 THEN
-        ok := reply = challenge OR reply = '"' || challenge || '"';
-        IF NOT ok AND left(reply, 1) = '{' THEN
-            BEGIN
-                ok := (reply::jsonb ->> 'challenge') = challenge;
-            EXCEPTION WHEN OTHERS THEN
-                ok := false;
-            END;
-        END IF;
-    END IF;
-    IF ok THEN
-        UPDATE webhook.endpoint x SET state = 'verified', state_reason = NULL, verified_at = now(),
-            verify_attempts = x.verify_attempts + 1, verify_next_at = NULL, failing_since = NULL,
-            updated_at = now()
-        WHERE x.id = e.id;
-    ELSE
-        UPDATE webhook.endpoint x SET state = 'unverified',
-            state_reason = CASE WHEN status BETWEEN 200 AND 299
-                                THEN 'handshake reply did not echo the challenge'
-                                ELSE 'handshake answered HTTP ' || status END,
-            verify_attempts = x.verify_attempts + 1, verify_next_at = NULL, updated_at = now()
-        WHERE x.id = e.id;
-    END IF;
-END
-$$;
-
+    RETURNS void LANGUAGE c SET search_path = pg_catalog, pg_temp
+    AS 'MODULE_PATHNAME', 'webhook_handshake_result';
