@@ -69,17 +69,6 @@ static SPIPlanPtr plan_purge;
 static SPIPlanPtr plan_claim;
 
 /*
- * The body, per built-in format; NULL for a user's format function, which
- * render_user_format() calls as its owner.
- */
-#define RENDER_SQL(ev, ep) \
-	"CASE " ep ".format " \
-	"WHEN 'slackchat' THEN webhook.format_slackchat(" ev ", " ep ")::text " \
-	"WHEN 'channel' THEN webhook.format_channel(" ev ", " ep ")::text " \
-	"WHEN 'phraseanet' THEN webhook.format_phraseanet(" ev ", " ep ")::text " \
-	"WHEN 'supabase' THEN webhook.format_supabase(" ev ", " ep ")::text END"
-
-/*
  * The claims below take ids with "= ANY (ARRAY (SELECT ... LIMIT n FOR UPDATE
  * SKIP LOCKED))", not "IN (SELECT ...)": kept plans follow the statistics of
  * the moment they were made, and with a nearly empty queue the IN form can
@@ -104,7 +93,9 @@ static SPIPlanPtr plan_claim;
  * be held in memory ($2: endpoints with room), and how many queue rows were
  * claimed. The INSERT is the outer statement so that its rows are rendered
  * as they are returned, not stored once more for a join. $1 batch size,
- * $3 the claim floor.
+ * $3 the claim floor. Bodies come from webhook._render(), which the planner
+ * inlines: NULL for a user's format function, which render_user_format()
+ * calls as its owner.
  */
 static const char *sql_fanout =
 "WITH ev AS (" CLAIM_SQL("$3", "$1")
@@ -120,7 +111,7 @@ static const char *sql_fanout =
 "                               pg_catalog.lower(k)) > 0))"
 " ORDER BY ev.id, e.id"
 " RETURNING id, endpoint_id, event_id, 0,"
-"  CASE WHEN in_flight THEN (SELECT " RENDER_SQL("event", "e")
+"  CASE WHEN in_flight THEN (SELECT webhook._render(e.format, event, e)"
 "    FROM webhook.endpoint e WHERE e.id = endpoint_id) END,"
 "  (SELECT pg_catalog.count(*) FROM ev), in_flight";
 
@@ -144,7 +135,7 @@ static const char *sql_retry =
 "      AND endpoint_id = ANY ($2)"
 "    ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED))"
 "  RETURNING d.id, d.endpoint_id, d.event_id, d.attempts, d.event)"
-" SELECT c.id, c.endpoint_id, c.event_id, c.attempts, " RENDER_SQL("c.event", "e")
+" SELECT c.id, c.endpoint_id, c.event_id, c.attempts, webhook._render(e.format, c.event, e)"
 " FROM c JOIN webhook.endpoint e ON e.id = c.endpoint_id";
 
 static const char *sql_release =
