@@ -16,10 +16,14 @@ SHLIB_LINK += -lcurl
 PG_CPPFLAGS += -DWEBHOOK_VERSION='"$(EXTVERSION)"'
 PG_CPPFLAGS += -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers
 
-REGRESS = install endpoint capture events payload privileges settings moderate trigger edges security
+REGRESS = install endpoint capture events payload privileges settings moderate trigger edges security formats
 # installcheck boots its own server with the library preloaded: it never
 # depends on, or changes, the settings of a server it is pointed at.
 REGRESS_OPTS = --temp-config=test/regress.conf --temp-instance=tmp_check
+# The claim's isolation tests (specs/), on a server of their own with the
+# same settings.
+ISOLATION = claim
+ISOLATION_OPTS = --temp-config=test/regress.conf --temp-instance=tmp_check_iso
 TAP_TESTS = 1
 PROVE_TESTS = test/t/*.pl
 
