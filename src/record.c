@@ -31,6 +31,7 @@
 #include "utils/lsyscache.h"
 
 #include "guc.h"
+#include "status.h"
 #include "webhook.h"
 #include "worker.h"
 
@@ -52,6 +53,7 @@ static const char *sql_record =
 "  response_status = u.rs, response_headers = u.rh::jsonb, response_body = u.rb,"
 "  last_error = u.err,"
 "  delivered_at = CASE WHEN u.status = 'delivered' THEN pg_catalog.now() END,"
+"  attempted_at = pg_catalog.now(),"
 "  duration = u.dur_us * interval '1 microsecond'"
 " FROM ROWS FROM (pg_catalog.unnest($1::bigint[]), pg_catalog.unnest($2::text[]),"
 "   pg_catalog.unnest($3::bigint[]), pg_catalog.unnest($4::integer[]), pg_catalog.unnest($5::text[]),"
@@ -410,6 +412,7 @@ WebhookRecordResults(dlist_head *done)
 			status[n] = CStringGetTextDatum("failed");
 			n_delay[n] = n_rs[n] = n_rh[n] = n_rb[n] = true;
 			err[n] = CStringGetTextDatum(job->render_error);
+			WebhookStatusResult(WEBHOOK_RESULT_FAILED);
 			n++;
 			continue;
 		}
@@ -437,6 +440,7 @@ WebhookRecordResults(dlist_head *done)
 		{
 			status[n] = CStringGetTextDatum("delivered");
 			n_delay[n] = true;
+			WebhookStatusResult(WEBHOOK_RESULT_DELIVERED);
 			ok_eps = WebhookIdAppend(ok_eps, job->endpoint_id);
 		}
 		else
@@ -457,12 +461,14 @@ WebhookRecordResults(dlist_head *done)
 			{
 				status[n] = CStringGetTextDatum("failed");
 				n_delay[n] = true;
+				WebhookStatusResult(WEBHOOK_RESULT_FAILED);
 			}
 			else
 			{
 				status[n] = CStringGetTextDatum("pending");
 				delay[n] = Int64GetDatum(d);
 				sched.due_stale = true;
+				WebhookStatusResult(WEBHOOK_RESULT_RETRIED);
 			}
 		}
 		if (error)

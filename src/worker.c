@@ -83,6 +83,7 @@
 
 #include "guc.h"
 #include "http.h"
+#include "status.h"
 #include "webhook.h"
 #include "worker.h"
 
@@ -350,6 +351,7 @@ do_round(bool *recovered)
 		CommitTransactionCommand();
 		MemoryContextSwitchTo(sched.round_ctx);
 		WebhookQueueRoundEnd(true);
+		WebhookStatusRoundEnd(true);
 	}
 	PG_CATCH();
 	{
@@ -360,6 +362,7 @@ do_round(bool *recovered)
 		FlushErrorState();
 		AbortOutOfAnyTransaction();
 		WebhookQueueRoundEnd(false);
+		WebhookStatusRoundEnd(false);
 		ereport(LOG,
 				(errmsg("webhook worker: round failed, retrying in %d ms: %s",
 						ERROR_BACKOFF_MS, edata->message),
@@ -456,6 +459,7 @@ WebhookWorkerMain(Datum main_arg)
 	webhook_shared->database = MyDatabaseId;
 	SpinLockRelease(&webhook_shared->mutex);
 	on_shmem_exit(clear_shared_latch, 0);
+	WebhookStatusAttach();
 
 	ereport(LOG,
 			(errmsg("webhook worker started for database \"%s\"", webhook_database_name)));
@@ -541,6 +545,7 @@ WebhookWorkerMain(Datum main_arg)
 		}
 
 		dlist_init(&done);
+		WebhookStatusInFlight(WebhookHttpInFlight());
 		/*
 		 * Waiting out the gap before a round that will run anyway, a commit
 		 * has nothing to tell: its SetLatch then costs neither it a signal
