@@ -6,7 +6,7 @@ EXTENSION = webhook
 EXTVERSION = 0.1
 MODULE_big = webhook
 OBJS = src/webhook.o src/guc.o src/capture.o src/owner.o src/plans.o src/util.o src/queue.o src/dispatch.o src/record.o \
-	src/signing.o src/http.o src/worker.o src/moderate.o
+	src/signing.o src/http.o src/http_message.o src/worker.o src/moderate.o src/status.o
 # The script is built from its parts in src/sql, one per subject.
 DATA_built = webhook--$(EXTVERSION).sql
 EXTRA_CLEAN = webhook.control
@@ -16,10 +16,14 @@ SHLIB_LINK += -lcurl
 PG_CPPFLAGS += -DWEBHOOK_VERSION='"$(EXTVERSION)"'
 PG_CPPFLAGS += -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers
 
-REGRESS = install endpoint capture events payload privileges settings moderate trigger edges security operations
+REGRESS = install endpoint capture events payload privileges settings moderate trigger edges security formats operations
 # installcheck boots its own server with the library preloaded: it never
 # depends on, or changes, the settings of a server it is pointed at.
 REGRESS_OPTS = --temp-config=test/regress.conf --temp-instance=tmp_check
+# The claim's isolation tests (specs/), on a server of their own with the
+# same settings.
+ISOLATION = claim
+ISOLATION_OPTS = --temp-config=test/regress.conf --temp-instance=tmp_check_iso
 TAP_TESTS = 1
 PROVE_TESTS = test/t/*.pl
 

@@ -13,7 +13,7 @@ SELECT nspname, nspacl IS NULL AS default_acl, pg_get_userbyid(nspowner) = curre
 SELECT c.relname, c.relkind,
        has_table_privilege('public', c.oid, 'SELECT') AS public_select
   FROM pg_class c
- WHERE c.relnamespace = 'webhook'::regnamespace AND c.relkind IN ('r', 'S')
+ WHERE c.relnamespace = 'webhook'::regnamespace AND c.relkind IN ('r', 'S', 'v')
  ORDER BY c.relname;
 SELECT p.proname
   FROM pg_proc p

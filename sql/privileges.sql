@@ -70,6 +70,12 @@ SELECT webhook.emit('hello', '{}');
 \echo :LAST_ERROR_SQLSTATE
 SELECT webhook.redeliver(1);
 \echo :LAST_ERROR_SQLSTATE
+SELECT * FROM webhook.endpoint_status;
+\echo :LAST_ERROR_SQLSTATE
+SELECT * FROM webhook.worker_status;
+\echo :LAST_ERROR_SQLSTATE
+SELECT * FROM webhook._worker_status();
+\echo :LAST_ERROR_SQLSTATE
 -- nor can it install capture triggers of its own, even with TRIGGER on the table
 RESET ROLE;
 GRANT TRIGGER ON privchat.message TO regress_webhook_app;
@@ -105,6 +111,19 @@ SELECT token FROM webhook.endpoint;
 SELECT * FROM webhook.endpoint;
 \echo :LAST_ERROR_SQLSTATE
 RESET ROLE;
+-- A monitoring role: SELECT on the two views, EXECUTE on the function behind
+-- worker_status (README's grants block); the endpoints' secrets stay hidden.
+GRANT SELECT ON webhook.endpoint_status, webhook.worker_status TO regress_webhook_reader;
+GRANT EXECUTE ON FUNCTION webhook._worker_status() TO regress_webhook_reader;
+SET ROLE regress_webhook_reader;
+SELECT name, state, pending, failed, delivered_1h, failed_1h, last_error FROM webhook.endpoint_status;
+SELECT count(*) >= 0 AS workers FROM webhook.worker_status;
+SELECT * FROM webhook.delivery;
+\echo :LAST_ERROR_SQLSTATE
+RESET ROLE;
+REVOKE ALL ON webhook.endpoint_status, webhook.worker_status FROM regress_webhook_reader;
+REVOKE ALL ON FUNCTION webhook._worker_status() FROM regress_webhook_reader;
+
 SELECT webhook.drop_endpoint(:ep);
 
 -- A table owner without rights on webhook.* can still alter, rename and drop

@@ -35,15 +35,13 @@ static SPIPlanPtr plan_render_args;
 static void release_job(Job *job);
 
 /*
- * The user's functions come as OIDs: NULL, or 0 when no function of the
- * right form has that name (webhook._user_function).
+ * The user's functions come as OIDs: NULL (no on_response, a built-in
+ * format), or 0 when no function of the right form has that name
+ * (webhook._user_function).
  */
 static const char *sql_endpoints =
 "SELECT id, url, format, token, secret, headers::text,"
-"  CASE WHEN on_response IS NOT NULL"
-"   THEN webhook._user_function(on_response, 'on_response') END,"
-"  CASE WHEN format NOT IN ('slackchat', 'channel', 'phraseanet', 'supabase')"
-"   THEN webhook._user_function(format || '(jsonb, webhook.endpoint)', 'format') END,"
+"  webhook._user_function(on_response, 'on_response'), webhook._format_function(format),"
 "  previous_secret, previous_secret_until, rate_limit"
 " FROM webhook.endpoint WHERE state = 'verified'";
 

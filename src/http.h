@@ -2,9 +2,10 @@
  *
  * http.h
  *		Everything HTTP: URLs, request headers and signatures, the
- *		blocked-network check, the worker's asynchronous engine (libcurl's
- *		multi interface waited on with the latch), the backends' synchronous
- *		one, and the decoding of responses. Only http.c sees libcurl.
+ *		blocked-network check and the decoding of responses (http_message.c);
+ *		the worker's asynchronous engine (libcurl's multi interface waited on
+ *		with the latch) and the backends' synchronous one (http.c). Only
+ *		those two files see libcurl.
  *
  *-------------------------------------------------------------------------
  */
@@ -63,7 +64,7 @@ typedef struct WebhookRequest
 	size_t		hdrs_len;
 	size_t		hdrs_alloc;
 
-	/* http.c's own */
+	/* the engine's own */
 	int			code;			/* libcurl's result code */
 	void	   *easy;			/* libcurl's handle, in flight */
 	void	   *header_list;	/* libcurl's list of the request's headers */
@@ -89,5 +90,11 @@ extern void WebhookHttpRelease(WebhookRequest *req);
 extern const char *WebhookHttpError(WebhookRequest *req);
 extern char *WebhookResponseBody(WebhookRequest *req);
 extern char *WebhookResponseHeaders(WebhookRequest *req, int64 *retry_after_ms);
+
+/* http_message.c for http.c: a request's curl_slist, the blocked networks */
+struct sockaddr;
+extern void *WebhookRequestHeaders(const WebhookRequest *req);
+extern bool WebhookSockaddrBlocked(const struct sockaddr *addr);
+extern bool WebhookIpTextBlocked(const char *ip);
 
 #endif							/* WEBHOOK_HTTP_H */

@@ -21,17 +21,22 @@
  * gone; a claim that then takes all it can see leaves none, and the floor
  * moves to L + 1, after that round commits. Full checks claim from the start.
  *
+ * webhook._claim() runs the same claim from SQL, with the floor of its own
+ * session, so that isolation tests (specs/) can drive it.
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
 #include "access/transam.h"
+#include "access/xact.h"
 #include "catalog/dependency.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_class.h"
 #include "catalog/pg_sequence.h"
 #include "catalog/pg_type.h"
 #include "commands/extension.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/fmgrprotos.h"
 #include "utils/lsyscache.h"
@@ -61,17 +66,7 @@ static SPIPlanPtr plan_retry;
 static SPIPlanPtr plan_release;
 static SPIPlanPtr plan_next_due;
 static SPIPlanPtr plan_purge;
-
-/*
- * The body, per built-in format; NULL for a user's format function, which
- * render_user_format() calls as its owner.
- */
-#define RENDER_SQL(ev, ep) \
-	"CASE " ep ".format " \
-	"WHEN 'slackchat' THEN webhook.format_slackchat(" ev ", " ep ")::text " \
-	"WHEN 'channel' THEN webhook.format_channel(" ev ", " ep ")::text " \
-	"WHEN 'phraseanet' THEN webhook.format_phraseanet(" ev ", " ep ")::text " \
-	"WHEN 'supabase' THEN webhook.format_supabase(" ev ", " ep ")::text END"
+static SPIPlanPtr plan_claim;
 
 /*
  * The claims below take ids with "= ANY (ARRAY (SELECT ... LIMIT n FOR UPDATE
@@ -80,18 +75,30 @@ static SPIPlanPtr plan_purge;
  * become a semi join that runs the locking subquery once per queued row.
  */
 
+/* The first n queue rows from the floor that no one else holds, locked. */
+#define CLAIMABLE_SQL(floor, n) \
+	"SELECT id FROM webhook.queue WHERE id >= " floor " ORDER BY id LIMIT " n \
+	" FOR UPDATE SKIP LOCKED"
+
+/*
+ * The claim of queued events: the worker's fan-out runs it, and so does
+ * webhook._claim(), for the isolation tests (specs/claim.spec).
+ */
+#define CLAIM_SQL(floor, n) \
+	"DELETE FROM webhook.queue AS x WHERE x.id = ANY (ARRAY (" CLAIMABLE_SQL(floor, n) "))"
+
 /*
  * Claim a batch of queued events, turn each into one delivery per verified
  * endpoint whose filters match, and return them with the bodies of those to
  * be held in memory ($2: endpoints with room), and how many queue rows were
  * claimed. The INSERT is the outer statement so that its rows are rendered
  * as they are returned, not stored once more for a join. $1 batch size,
- * $3 the claim floor.
+ * $3 the claim floor. Bodies come from webhook._render(), which the planner
+ * inlines: NULL for a user's format function, which render_user_format()
+ * calls as its owner.
  */
 static const char *sql_fanout =
-"WITH ev AS ("
-"  DELETE FROM webhook.queue AS x WHERE x.id = ANY (ARRAY ("
-"    SELECT id FROM webhook.queue WHERE id >= $3 ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED))"
+"WITH ev AS (" CLAIM_SQL("$3", "$1")
 "  RETURNING x.id, x.type, x.update_type, x.channel, webhook._event(x) AS event)"
 " INSERT INTO webhook.delivery (endpoint_id, event_id, event, in_flight)"
 " SELECT e.id, ev.id, ev.event, e.id = ANY ($2)"
@@ -104,7 +111,7 @@ static const char *sql_fanout =
 "                               pg_catalog.lower(k)) > 0))"
 " ORDER BY ev.id, e.id"
 " RETURNING id, endpoint_id, event_id, 0,"
-"  CASE WHEN in_flight THEN (SELECT " RENDER_SQL("event", "e")
+"  CASE WHEN in_flight THEN (SELECT webhook._render(e.format, event, e)"
 "    FROM webhook.endpoint e WHERE e.id = endpoint_id) END,"
 "  (SELECT pg_catalog.count(*) FROM ev), in_flight";
 
@@ -112,8 +119,11 @@ static const char *sql_fanout =
  * Is anything left to claim, and from which id? Asked when a fan-out made no
  * deliveries. $1 the claim floor.
  */
-static const char *sql_queued =
-"SELECT id FROM webhook.queue WHERE id >= $1 ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED";
+static const char *sql_queued = CLAIMABLE_SQL("$1", "1");
+
+/* webhook._claim(): the claim alone, its ids in order. $1 how many, $2 the floor. */
+static const char *sql_claim =
+"WITH ev AS (" CLAIM_SQL("$2", "$1") " RETURNING x.id) SELECT id FROM ev ORDER BY id";
 
 /* Claim due deliveries of endpoints with room. $1 limit, $2 endpoints. */
 static const char *sql_retry =
@@ -125,7 +135,7 @@ static const char *sql_retry =
 "      AND endpoint_id = ANY ($2)"
 "    ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED))"
 "  RETURNING d.id, d.endpoint_id, d.event_id, d.attempts, d.event)"
-" SELECT c.id, c.endpoint_id, c.event_id, c.attempts, " RENDER_SQL("c.event", "e")
+" SELECT c.id, c.endpoint_id, c.event_id, c.attempts, webhook._render(e.format, c.event, e)"
 " FROM c JOIN webhook.endpoint e ON e.id = c.endpoint_id";
 
 static const char *sql_release =
@@ -159,6 +169,7 @@ WebhookQueuePrepare(Oid queue)
 	Oid			t_ids[] = {INT8ARRAYOID};
 	Oid			t_due[] = {INT8ARRAYOID, INT8ARRAYOID};
 	Oid			t_purge[] = {INT4OID, INT4OID};
+	Oid			t_claim[] = {INT4OID, INT8OID};
 
 	WebhookPrepare(&plan_fanout, sql_fanout, 3, t_fanout);
 	WebhookPrepare(&plan_retry, sql_retry, 2, t_fanout);
@@ -166,6 +177,7 @@ WebhookQueuePrepare(Oid queue)
 	WebhookPrepare(&plan_release, sql_release, 1, t_ids);
 	WebhookPrepare(&plan_next_due, sql_next_due, 2, t_due);
 	WebhookPrepare(&plan_purge, sql_purge, 2, t_purge);
+	WebhookPrepare(&plan_claim, sql_claim, 2, t_claim);
 
 	fl.queue_relid = queue;
 	fl.queue_seq = WebhookIdentitySequence(queue, get_attnum(queue, "id"));
@@ -291,6 +303,33 @@ WebhookQueueClaimDue(List *room, dlist_head *claimed)
 }
 
 /*
+ * After a claim from the floor: where the floor may move when the claim's
+ * transaction commits, and a new mark. ripe: mark_ripe() before the claim's
+ * snapshot; more: rows may be left that the claim could take;
+ * max_claimed: the highest id it claimed (at least, of those it reports), or
+ * -1; next_row: the lowest row left that it could take, or -1.
+ */
+static void
+claim_done(bool ripe, bool more, int64 max_claimed, int64 next_row)
+{
+	/*
+	 * With a ripe mark, no row up to mark_last can still appear: what is
+	 * left of them after this claim is what it could not take, and it took
+	 * the lowest ids it saw (all, all up to max_claimed, or all below
+	 * next_row).
+	 */
+	if (ripe && !more)
+		fl.floor_after_commit = Max(fl.claim_floor, fl.mark_last + 1);
+	else if (ripe && max_claimed >= 0)
+		fl.floor_after_commit = Max(fl.claim_floor, Min(fl.mark_last, max_claimed) + 1);
+	else if (ripe && next_row >= 0)
+		fl.floor_after_commit = Max(fl.claim_floor, Min(fl.mark_last + 1, next_row));
+	/* a new mark; also after an empty claim, to see a sequence set back */
+	if (ripe || !fl.mark_set || !more)
+		set_mark();
+}
+
+/*
  * Claim a batch of queued events and fan them out into deliveries, those
  * for endpoints with room as jobs into *claimed; move the floor's mark.
  */
@@ -331,21 +370,75 @@ WebhookQueueClaimEvents(List *room, dlist_head *claimed)
 		if (sched.queue_hint)
 			next_row = WebhookGetInt(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
 	}
-	/*
-	 * With a ripe mark, no row up to mark_last can still appear: what is
-	 * left of them after this claim is what it could not take, and it took
-	 * the lowest ids it saw (all, all up to max_event, or all below next_row
-	 * when none of them was for an endpoint).
-	 */
-	if (ripe && !sched.queue_hint)
-		fl.floor_after_commit = Max(fl.claim_floor, fl.mark_last + 1);
-	else if (ripe && max_event >= 0)
-		fl.floor_after_commit = Max(fl.claim_floor, Min(fl.mark_last, max_event) + 1);
-	else if (ripe && next_row >= 0)
-		fl.floor_after_commit = Max(fl.claim_floor, Min(fl.mark_last + 1, next_row));
-	/* a new mark; also after an empty claim, to see a sequence set back */
-	if (ripe || !fl.mark_set || !sched.queue_hint)
-		set_mark();
+	/* next_row only when none of the claimed events was for an endpoint */
+	claim_done(ripe, sched.queue_hint, max_event, next_row);
+}
+
+/* At the end of a transaction that called webhook._claim(): as a round's end. */
+static void
+claim_xact_callback(XactEvent event, void *arg)
+{
+	if (event == XACT_EVENT_COMMIT)
+		WebhookQueueRoundEnd(true);
+	else if (event == XACT_EVENT_ABORT || event == XACT_EVENT_PREPARE)
+		WebhookQueueRoundEnd(false);
+}
+
+/* A rolled back subtransaction may have given claimed rows back. */
+static void
+claim_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
+					   SubTransactionId parentSubid, void *arg)
+{
+	if (event == SUBXACT_EVENT_ABORT_SUB)
+		fl.floor_after_commit = -1;
+}
+
+/*
+ * webhook._claim(n): claim up to n queued rows with the worker's claim, from
+ * this session's own claim floor, which moves when the transaction commits
+ * as the worker's does when its round commits. The rows are deleted, as the
+ * fan-out deletes them; returns their ids in order. For the isolation tests
+ * (specs/claim.spec): no delivery is made.
+ */
+PG_FUNCTION_INFO_V1(webhook_claim);
+Datum
+webhook_claim(PG_FUNCTION_ARGS)
+{
+	static bool callbacks = false;
+	int32		n = PG_GETARG_INT32(0);
+	Oid			queue = WebhookQueueReady();
+	MemoryContext caller = CurrentMemoryContext;
+	bool		ripe;
+	Datum		v[2];
+	Datum	   *ids;
+	uint64		i;
+	uint64		count;
+
+	if (!OidIsValid(queue))
+		elog(ERROR, "webhook.queue is not ready");
+	if (!callbacks)
+	{
+		RegisterXactCallback(claim_xact_callback, NULL);
+		RegisterSubXactCallback(claim_subxact_callback, NULL);
+		callbacks = true;
+	}
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	if (queue != fl.queue_relid)
+		WebhookQueuePrepare(queue);
+	ripe = mark_ripe();			/* before the claim's snapshot */
+	v[0] = Int32GetDatum(n);
+	v[1] = Int64GetDatum(fl.claim_floor);
+	if (SPI_execute_plan(plan_claim, v, NULL, false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not claim queued events");
+	count = SPI_processed;
+	ids = MemoryContextAlloc(caller, sizeof(Datum) * Max(count, 1));
+	for (i = 0; i < count; i++)
+		ids[i] = Int64GetDatum(WebhookGetInt(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1));
+	claim_done(ripe, count >= (uint64) n, count > 0 ? DatumGetInt64(ids[count - 1]) : -1, -1);
+	SPI_finish();
+	PG_RETURN_ARRAYTYPE_P(construct_array(ids, (int) count, INT8OID, 8, FLOAT8PASSBYVAL,
+										  TYPALIGN_DOUBLE));
 }
 
 /* Hand deliveries dropped from memory back to the table. */

@@ -3,7 +3,7 @@
  * util.c
  *		Small SQL-callable helpers for the install script: random bytes,
  *		compact message objects, table names and the explicit wake-up of the
- *		worker. (URLs are checked in http.c.)
+ *		worker. (URLs are checked in http_message.c.)
  *
  *-------------------------------------------------------------------------
  */

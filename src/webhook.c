@@ -22,6 +22,7 @@
 #include "utils/builtins.h"
 
 #include "guc.h"
+#include "status.h"
 #include "webhook.h"
 
 PG_MODULE_MAGIC;
@@ -63,6 +64,7 @@ _PG_init(void)
 	shmem_request_hook = webhook_shmem_request;
 	prev_shmem_startup_hook = shmem_startup_hook;
 	shmem_startup_hook = webhook_shmem_startup;
+	WebhookStatusShmemInit();
 
 	WebhookRegisterWorker();
 }

@@ -13,8 +13,11 @@
  *				retries, releases, the next due time, the purge
  *	dispatch.c	the endpoints in memory, the jobs and their batches, fairness
  *				between endpoints, starting requests
- *	http.c		URLs, headers and signatures (signing.c: the HMAC), the
- *				blocked networks, the async and sync engines, responses
+ *	http_message.c	what a request and a response are: URLs, form fields,
+ *				headers and signatures (signing.c: the HMAC), the blocked
+ *				networks, the decoding of responses
+ *	http.c		the engines: the worker's async one (curl's multi handle
+ *				waited on with the latch) and the backends' sync one
  *	record.c	results, the retry policy, handshake verdicts, on_response
  *	worker.c	this file: the loop, the waits, the round's transaction
  *
@@ -36,8 +39,9 @@
  *	   endpoint, rendering the bodies of those held in memory; dispatch.c
  *	   makes them jobs in the round's batch.
  *	4. After the commit the jobs join their endpoints' ready lists
- *	   (dispatch.c) and start within the concurrency limits: http.c signs
- *	   each request and hands it to libcurl.
+ *	   (dispatch.c) and start within the concurrency limits: http.c hands
+ *	   each request to libcurl with the headers http_message.c makes and
+ *	   signs.
  *	5. The wait sees curl's sockets; finished requests come back to the
  *	   loop, which frees their slots and keeps them to record.
  *	6. A later round records them (record.c): one UPDATE of the batch's
@@ -79,6 +83,7 @@
 
 #include "guc.h"
 #include "http.h"
+#include "status.h"
 #include "webhook.h"
 #include "worker.h"
 
@@ -346,6 +351,7 @@ do_round(bool *recovered)
 		CommitTransactionCommand();
 		MemoryContextSwitchTo(sched.round_ctx);
 		WebhookQueueRoundEnd(true);
+		WebhookStatusRoundEnd(true);
 	}
 	PG_CATCH();
 	{
@@ -356,6 +362,7 @@ do_round(bool *recovered)
 		FlushErrorState();
 		AbortOutOfAnyTransaction();
 		WebhookQueueRoundEnd(false);
+		WebhookStatusRoundEnd(false);
 		ereport(LOG,
 				(errmsg("webhook worker: round failed, retrying in %d ms: %s",
 						ERROR_BACKOFF_MS, edata->message),
@@ -452,6 +459,7 @@ WebhookWorkerMain(Datum main_arg)
 	webhook_shared->database = MyDatabaseId;
 	SpinLockRelease(&webhook_shared->mutex);
 	on_shmem_exit(clear_shared_latch, 0);
+	WebhookStatusAttach();
 
 	ereport(LOG,
 			(errmsg("webhook worker started for database \"%s\"", webhook_database_name)));
@@ -540,6 +548,7 @@ WebhookWorkerMain(Datum main_arg)
 			timeout = Min(timeout, (long) Max((sched.next_start - now + 999) / 1000, 0));
 
 		dlist_init(&done);
+		WebhookStatusInFlight(WebhookHttpInFlight());
 		/*
 		 * Waiting out the gap before a round that will run anyway, a commit
 		 * has nothing to tell: its SetLatch then costs neither it a signal

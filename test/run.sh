@@ -1,6 +1,6 @@
 #!/bin/bash
 # Set up everything the tests need on Debian, build and install the
-# extension, then run the whole suite (pg_regress and TAP) in throwaway
+# extension, then run the whole suite (pg_regress, isolation and TAP) in throwaway
 # clusters. Run as root on a fresh machine, or as a user who can sudo.
 # Arguments go to make: bash test/run.sh REGRESS= PROVE_TESTS=test/t/001_delivery.pl
 set -euo pipefail
@@ -19,6 +19,7 @@ status=0
     make installcheck PG_CONFIG=$PG_BIN/pg_config "$@" || status=$?
 if [ $status -ne 0 ]; then
     [ -f "$work/regression.diffs" ] && cat "$work/regression.diffs"
+    [ -f "$work/output_iso/regression.diffs" ] && cat "$work/output_iso/regression.diffs"
     for f in "$work"/tmp_check/log/regress_log_*; do
         [ -f "$f" ] && grep -q "not ok\|Looks like\|died" "$f" || continue
         echo "== $f"; tail -n 80 "$f"

@@ -7,7 +7,7 @@ set -euo pipefail
 src=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 PG_BIN=/usr/lib/postgresql/15/bin
 packages="postgresql-15 postgresql-server-dev-15 postgresql-common libcurl4-openssl-dev
-  libipc-run-perl python3 make gcc ${EXTRA_PACKAGES:-}"
+  libipc-run-perl python3 make gcc prometheus-postgres-exporter ${EXTRA_PACKAGES:-}"
 # node and npm run the official Standard Webhooks verifier in the tests
 # (test/node); a machine that has them from elsewhere (nodesource) keeps them.
 command -v node >/dev/null && command -v npm >/dev/null || packages="$packages nodejs npm"

@@ -111,6 +111,8 @@ CREATE TABLE webhook.delivery (
     last_error text,
     created_at timestamptz NOT NULL DEFAULT now(),
     delivered_at timestamptz,
+    -- when the last attempt's result was recorded
+    attempted_at timestamptz,
     duration interval
 );
 
@@ -121,6 +123,12 @@ CREATE INDEX delivery_due ON webhook.delivery (next_attempt_at)
     WHERE status = 'pending' AND NOT in_flight;
 CREATE INDEX delivery_finished ON webhook.delivery (created_at)
     WHERE status <> 'pending';
+-- webhook.endpoint_status: each figure a range of one endpoint's entries
+-- (its backlog, its failures, its last hour, its newest success), and its
+-- newest error from a small index of failed attempts only.
+CREATE INDEX delivery_endpoint ON webhook.delivery (endpoint_id, status, attempted_at);
+CREATE INDEX delivery_endpoint_error ON webhook.delivery (endpoint_id, attempted_at)
+    WHERE last_error IS NOT NULL;
 
 -- The queue is a FIFO with heavy churn: vacuum it eagerly.
 ALTER TABLE webhook.queue SET (autovacuum_vacuum_scale_factor = 0.01,

@@ -46,6 +46,13 @@ CREATE FUNCTION webhook._served() RETURNS text
 CREATE FUNCTION webhook._wake(recheck boolean = false) RETURNS void
     LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'webhook_wake';
 
+-- Claim up to n queued rows with the worker's claim, from this session's
+-- claim floor, and delete them; their ids, in order. For the isolation tests
+-- (specs/claim.spec): no delivery is made.
+CREATE FUNCTION webhook._claim(n integer) RETURNS bigint[]
+    LANGUAGE c STRICT VOLATILE SET search_path = pg_catalog, pg_temp SET enable_seqscan = off
+    AS 'MODULE_PATHNAME', 'webhook_claim';
+
 -- The worker keeps the verified endpoints in memory; these tell it, at
 -- commit, that they changed (through the API or by hand).
 CREATE FUNCTION webhook._endpoint_changed() RETURNS trigger

@@ -74,3 +74,28 @@ SELECT pg_catalog.jsonb_build_object(
     'old_record', event->'old_record')
 $$;
 
+
+--
+-- The built-in formats are named here and nowhere else: in the list below,
+-- and in the one entry point that renders a body with them. Keep the two
+-- together (test sql/formats.sql checks that they agree). A user's format
+-- function is not called here: the worker calls it as its owner.
+--
+
+CREATE FUNCTION webhook._builtin_formats() RETURNS text[]
+    LANGUAGE sql IMMUTABLE AS $$
+SELECT '{slackchat, channel, phraseanet, supabase}'::pg_catalog.text[]
+$$;
+
+-- The body of an event for an endpoint with a built-in format; NULL for any
+-- other format. A plain SQL expression, so that the worker's claims, which
+-- call it, inline it and the format's function (no SET clause, for that).
+CREATE FUNCTION webhook._render(format text, event jsonb, endpoint webhook.endpoint) RETURNS text
+    LANGUAGE sql STABLE AS $$
+SELECT (CASE format
+    WHEN 'slackchat' THEN webhook.format_slackchat(event, endpoint)
+    WHEN 'channel' THEN webhook.format_channel(event, endpoint)
+    WHEN 'phraseanet' THEN webhook.format_phraseanet(event, endpoint)
+    WHEN 'supabase' THEN webhook.format_supabase(event, endpoint)
+END)::pg_catalog.text
+$$;

@@ -2,29 +2,77 @@
 -- Endpoints
 --
 
--- A format or on_response function: the worker calls it as its owner, in
--- another session, once per delivery. Whoever names it must be allowed to
--- call it.
-CREATE FUNCTION webhook._check_user_function(fn regprocedure, what text) RETURNS void
+-- The function a signature names; NULL when there is none, also when the
+-- signature is not even a name.
+CREATE FUNCTION webhook._function(signature text) RETURNS regprocedure
+    LANGUAGE plpgsql STABLE STRICT SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    RETURN to_regprocedure(signature);
+EXCEPTION WHEN OTHERS THEN
+    RETURN NULL;
+END
+$$;
+
+-- The form check of a user's function, for the API and the worker alike:
+-- NULL when fn has the form its use needs, else what it lacks: 'missing'
+-- (no such function), 'arguments', 'result' or 'kind'. A format takes
+-- (event jsonb, endpoint webhook.endpoint) and returns jsonb; on_response
+-- takes (delivery webhook.delivery, status integer, headers jsonb, body
+-- text); both are plain functions returning one value.
+CREATE FUNCTION webhook._function_form(fn oid, use text) RETURNS text
+    LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+SELECT CASE
+    WHEN p.oid IS NULL THEN 'missing'
+    -- ARRAY(unnest) because proargtypes::oid[] is indexed from 0 and never equals an ARRAY[]
+    WHEN ARRAY(SELECT unnest(p.proargtypes)) <> CASE use
+            WHEN 'format' THEN ARRAY['jsonb'::regtype, 'webhook.endpoint'::regtype]::oid[]
+            ELSE ARRAY['webhook.delivery'::regtype, 'integer'::regtype, 'jsonb'::regtype,
+                       'text'::regtype]::oid[] END THEN 'arguments'
+    WHEN use = 'format' AND p.prorettype <> 'jsonb'::regtype THEN 'result'
+    WHEN p.prokind <> 'f' OR p.proretset THEN 'kind'
+END
+FROM (SELECT fn) AS f LEFT JOIN pg_proc p ON p.oid = f.fn
+$$;
+
+-- A format or on_response function named through the API or by hand: the
+-- worker calls it as its owner, in another session, once per delivery.
+-- Whoever names it must be allowed to call it. fn: what the name resolved
+-- to (NULL: nothing); named: the name, as the user gave it.
+CREATE FUNCTION webhook._check_user_function(fn regprocedure, use text, named text) RETURNS void
     LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    p pg_proc;
+    lacks text := webhook._function_form(fn, use);
+    formats text[] := webhook._builtin_formats();
+    p record;
 BEGIN
-    SELECT * INTO p FROM pg_proc WHERE oid = fn;
-    IF p.prokind <> 'f' OR p.proretset THEN
-        RAISE EXCEPTION '% function % must be a plain function returning one value', what, fn
+    IF use = 'format' AND lacks IN ('missing', 'result') THEN
+        RAISE EXCEPTION 'unknown format "%"', named
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = format('Use %s or %s, or name a schema-qualified function (event jsonb, endpoint webhook.endpoint) RETURNS jsonb.',
+                                array_to_string(formats[1:cardinality(formats) - 1], ', '),
+                                formats[cardinality(formats)]);
+    ELSIF lacks = 'missing' THEN
+        RAISE EXCEPTION '% function % does not exist', use, named
+            USING ERRCODE = 'undefined_function';
+    ELSIF lacks = 'arguments' THEN
+        RAISE EXCEPTION '% function % has the wrong arguments', use, named
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'It must take (delivery webhook.delivery, status integer, headers jsonb, body text).';
+    ELSIF lacks = 'kind' THEN
+        RAISE EXCEPTION '% function % must be a plain function returning one value', use, fn
             USING ERRCODE = 'wrong_object_type';
     END IF;
-    IF p.pronamespace = pg_my_temp_schema() OR
-       (SELECT nspname FROM pg_namespace WHERE oid = p.pronamespace) LIKE 'pg\_temp\_%' THEN
-        RAISE EXCEPTION '% function pg_temp.% is temporary', what, p.proname
+    SELECT x.proname, n.nspname INTO p
+      FROM pg_proc x JOIN pg_namespace n ON n.oid = x.pronamespace WHERE x.oid = fn;
+    IF p.nspname LIKE 'pg\_temp\_%' THEN
+        RAISE EXCEPTION '% function pg_temp.% is temporary', use, p.proname
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'The worker calls it from its own session: create it in a permanent schema.';
     END IF;
     IF NOT has_function_privilege(fn, 'EXECUTE') THEN
         RAISE EXCEPTION 'permission denied for function %', fn
             USING ERRCODE = 'insufficient_privilege',
-                  DETAIL = format('An endpoint''s %s function is run as its owner; whoever names it must be allowed to execute it.', what);
+                  DETAIL = format('An endpoint''s %s function is run as its owner; whoever names it must be allowed to execute it.', use);
     END IF;
 END
 $$;
@@ -33,28 +81,17 @@ $$;
 -- of the form its use needs (a name that does not even parse included), so
 -- one bad row cannot stop the worker's rounds.
 CREATE FUNCTION webhook._user_function(signature text, use text) RETURNS oid
-    LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-    fn regprocedure;
-    p pg_proc;
-    args oid[];
-BEGIN
-    IF use = 'format' THEN
-        args := ARRAY['jsonb'::regtype, 'webhook.endpoint'::regtype]::oid[];
-    ELSE
-        args := ARRAY['webhook.delivery'::regtype, 'integer'::regtype, 'jsonb'::regtype,
-                      'text'::regtype]::oid[];
-    END IF;
-    fn := to_regprocedure(signature);
-    SELECT * INTO p FROM pg_proc WHERE oid = fn;
-    IF NOT FOUND OR p.prokind <> 'f' OR p.proretset OR ARRAY(SELECT unnest(p.proargtypes)) <> args
-       OR (use = 'format' AND p.prorettype <> 'jsonb'::regtype) THEN
-        RETURN 0;
-    END IF;
-    RETURN fn;
-EXCEPTION WHEN OTHERS THEN
-    RETURN 0;
-END
+    LANGUAGE sql STABLE STRICT SET search_path = pg_catalog, pg_temp AS $$
+SELECT CASE WHEN webhook._function_form(fn, use) IS NULL THEN fn::oid ELSE 0 END
+FROM webhook._function(signature) AS fn
+$$;
+
+-- An endpoint's format function, for the worker: NULL for a built-in
+-- format, else as _user_function.
+CREATE FUNCTION webhook._format_function(format text) RETURNS oid
+    LANGUAGE sql STABLE STRICT SET search_path = pg_catalog, pg_temp AS $$
+SELECT CASE WHEN format <> ALL (webhook._builtin_formats())
+            THEN webhook._user_function(format || '(jsonb, webhook.endpoint)', 'format') END
 $$;
 
 -- After DDL that removes or renames functions: an endpoint's format or
@@ -65,20 +102,17 @@ CREATE FUNCTION webhook._check_endpoint_functions() RETURNS void
     LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     e webhook.endpoint;
+    gone text;
 BEGIN
-    SELECT * INTO e FROM webhook.endpoint x
-     WHERE (x.format NOT IN ('slackchat', 'channel', 'phraseanet', 'supabase')
-            AND webhook._user_function(x.format || '(jsonb, webhook.endpoint)', 'format') = 0)
-        OR (x.on_response IS NOT NULL AND webhook._user_function(x.on_response, 'on_response') = 0)
-     ORDER BY x.id LIMIT 1;
-    IF FOUND THEN
-        RAISE EXCEPTION 'endpoint "%" names function %, which this change removes', e.name,
-                        CASE WHEN e.format NOT IN ('slackchat', 'channel', 'phraseanet', 'supabase')
-                              AND webhook._user_function(e.format || '(jsonb, webhook.endpoint)', 'format') = 0
-                             THEN e.format ELSE e.on_response END
-            USING ERRCODE = 'dependent_objects_still_exist',
-                  HINT = 'Give the endpoint another function first (webhook.alter_endpoint), or drop the endpoint.';
-    END IF;
+    FOR e IN SELECT * FROM webhook.endpoint x ORDER BY x.id LOOP
+        gone := CASE WHEN webhook._format_function(e.format) = 0 THEN e.format
+                     WHEN webhook._user_function(e.on_response, 'on_response') = 0 THEN e.on_response END;
+        IF gone IS NOT NULL THEN
+            RAISE EXCEPTION 'endpoint "%" names function %, which this change removes', e.name, gone
+                USING ERRCODE = 'dependent_objects_still_exist',
+                      HINT = 'Give the endpoint another function first (webhook.alter_endpoint), or drop the endpoint.';
+        END IF;
+    END LOOP;
 END
 $$;
 
@@ -123,24 +157,13 @@ CREATE FUNCTION webhook._check_endpoint(url text, format text, token text, secre
 DECLARE
     k text;
     v jsonb;
-    fn regprocedure;
 BEGIN
     IF url IS NOT NULL THEN
         PERFORM webhook._check_url(url);
     END IF;
-    IF format IS NOT NULL AND format NOT IN ('slackchat', 'channel', 'phraseanet', 'supabase') THEN
-        -- a name that is not even a name is an unknown format, not a syntax error
-        BEGIN
-            fn := to_regprocedure(format || '(jsonb, webhook.endpoint)');
-        EXCEPTION WHEN invalid_name OR syntax_error OR feature_not_supported THEN
-            fn := NULL;
-        END;
-        IF fn IS NULL OR (SELECT prorettype FROM pg_proc WHERE oid = fn) <> 'jsonb'::regtype THEN
-            RAISE EXCEPTION 'unknown format "%"', format
-                USING ERRCODE = 'invalid_parameter_value',
-                      HINT = 'Use slackchat, channel, phraseanet or supabase, or name a schema-qualified function (event jsonb, endpoint webhook.endpoint) RETURNS jsonb.';
-        END IF;
-        PERFORM webhook._check_user_function(fn, 'format');
+    IF format IS NOT NULL AND format <> ALL (webhook._builtin_formats()) THEN
+        PERFORM webhook._check_user_function(webhook._function(format || '(jsonb, webhook.endpoint)'),
+                                             'format', format);
     END IF;
     IF token IS NOT NULL AND (token = '' OR token ~ '[\r\n]') THEN
         RAISE EXCEPTION 'endpoint token must be non-empty and on one line'
@@ -195,16 +218,8 @@ BEGIN
             END IF;
         END LOOP;
     END IF;
-    -- ARRAY(unnest) because proargtypes::oid[] is indexed from 0 and never equals an ARRAY[]
-    IF on_response IS NOT NULL AND on_response <> 0 AND
-       (SELECT ARRAY(SELECT unnest(p.proargtypes)) FROM pg_proc p WHERE p.oid = on_response)
-         <> ARRAY['webhook.delivery'::regtype, 'integer'::regtype, 'jsonb'::regtype, 'text'::regtype]::oid[] THEN
-        RAISE EXCEPTION 'on_response function % has the wrong arguments', on_response
-            USING ERRCODE = 'invalid_parameter_value',
-                  HINT = 'It must take (delivery webhook.delivery, status integer, headers jsonb, body text).';
-    END IF;
     IF on_response IS NOT NULL AND on_response <> 0 THEN
-        PERFORM webhook._check_user_function(on_response, 'on_response');
+        PERFORM webhook._check_user_function(on_response, 'on_response', on_response::text);
     END IF;
 END
 $$;
@@ -460,59 +475,10 @@ BEGIN
 END
 $$;
 
--- Record a handshake's outcome; called by the worker. retry_ms < 0: no retries left.
+-- Judge and record a handshake's outcome as the worker does (record.c), for
+-- the tests. status NULL: no response, error says why; retry_ms < 0: no
+-- retries left.
 CREATE FUNCTION webhook._handshake_result(endpoint_id bigint, url text, token text,
     challenge text, status integer, body text, error text, retry_ms bigint)
-    RETURNS void LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-    e webhook.endpoint;
-    reply text := btrim(body, E' \t\r\n');
-    ok boolean := false;
-    why text;
-BEGIN
-    SELECT * INTO e FROM webhook.endpoint x WHERE x.id = _handshake_result.endpoint_id FOR UPDATE;
-    -- dropped or changed while the handshake was in flight: the result is stale
-    IF NOT FOUND OR e.state <> 'pending' OR e.url <> _handshake_result.url
-       OR e.token <> _handshake_result.token THEN
-        RETURN;
-    END IF;
-    IF status IS NULL OR status = 429 OR status >= 500 THEN
-        -- no answer, or a server in trouble: try again on the retry schedule
-        why := coalesce(error, 'HTTP ' || status);
-        UPDATE webhook.endpoint x SET
-            verify_attempts = x.verify_attempts + 1,
-            state = CASE WHEN retry_ms < 0 THEN 'unverified' ELSE 'pending' END,
-            state_reason = CASE WHEN retry_ms < 0 THEN 'handshake failed: ' || why
-                                ELSE 'handshake failed, will retry: ' || why END,
-            verify_next_at = CASE WHEN retry_ms < 0 THEN NULL
-                                  ELSE now() + retry_ms * interval '1 millisecond' END,
-            updated_at = now()
-        WHERE x.id = e.id;
-        RETURN;
-    END IF;
-    IF status BETWEEN 200 AND 299 THEN
-        ok := reply = challenge OR reply = '"' || challenge || '"';
-        IF NOT ok AND left(reply, 1) = '{' THEN
-            BEGIN
-                ok := (reply::jsonb ->> 'challenge') = challenge;
-            EXCEPTION WHEN OTHERS THEN
-                ok := false;
-            END;
-        END IF;
-    END IF;
-    IF ok THEN
-        UPDATE webhook.endpoint x SET state = 'verified', state_reason = NULL, verified_at = now(),
-            verify_attempts = x.verify_attempts + 1, verify_next_at = NULL, failing_since = NULL,
-            updated_at = now()
-        WHERE x.id = e.id;
-    ELSE
-        UPDATE webhook.endpoint x SET state = 'unverified',
-            state_reason = CASE WHEN status BETWEEN 200 AND 299
-                                THEN 'handshake reply did not echo the challenge'
-                                ELSE 'handshake answered HTTP ' || status END,
-            verify_attempts = x.verify_attempts + 1, verify_next_at = NULL, updated_at = now()
-        WHERE x.id = e.id;
-    END IF;
-END
-$$;
-
+    RETURNS void LANGUAGE c SET search_path = pg_catalog, pg_temp
+    AS 'MODULE_PATHNAME', 'webhook_handshake_result';

@@ -11,7 +11,7 @@ DECLARE
     new_id bigint;
 BEGIN
     -- A transaction id before the queue id: the worker's claims rely on it
-    -- (see claim_floor in src/worker.c).
+    -- (see the claim floor in src/queue.c).
     PERFORM pg_catalog.pg_current_xact_id();
     INSERT INTO webhook.queue (type, channel, chat_type, data)
     VALUES (_enqueue.type, _enqueue.channel, _enqueue.chat_type, _enqueue.data)
