@@ -443,6 +443,10 @@ do_round(bool *recovered, bool *served)
 	}
 	if (!*served)
 	{
+		/* a request to start a worker here is answered */
+		LWLockAcquire(webhook_shared->lock, LW_EXCLUSIVE);
+		webhook_shared->databases[my_slot].wanted = false;
+		LWLockRelease(webhook_shared->lock);
 		*served = true;
 		ereport(LOG,
 				(errmsg("webhook worker started for database \"%s\"",
