@@ -28,6 +28,7 @@
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
+#include "storage/ipc.h"
 #include "storage/procarray.h"
 #include "storage/shmem.h"
 #include "tcop/utility.h"
@@ -111,6 +112,78 @@ WebhookSlotGet(Oid database)
 		return i;
 	}
 	return -1;
+}
+
+/* This worker's database's slot, and its place in the slot. */
+static int	my_slot = -1;
+static int	my_place = -1;
+
+/* How many commits changed endpoints (or made deliveries due) in this database. */
+uint64
+WebhookChanges(void)
+{
+	return pg_atomic_read_u64(&webhook_shared->databases[my_slot].changes);
+}
+
+/* Leave the slot and tell the launcher, which starts another if it must. */
+static void
+leave_slot(int code, Datum arg)
+{
+	WebhookDatabase *db = &webhook_shared->databases[my_slot];
+
+	LWLockAcquire(webhook_shared->lock, LW_EXCLUSIVE);
+	db->workers[my_place].pid = 0;
+	db->workers[my_place].latch = NULL;
+	LWLockRelease(webhook_shared->lock);
+	WebhookWakeLauncher();
+}
+
+/*
+ * Take a place in this database's slot, where committing backends find the
+ * latch; false when the worker must not run: the database is paused (DROP
+ * DATABASE and its kin) or dropped, or every place is taken.
+ */
+bool
+WebhookSlotJoin(void)
+{
+	bool		ok = false;
+
+	LWLockAcquire(webhook_shared->lock, LW_EXCLUSIVE);
+	my_slot = WebhookSlotGet(MyDatabaseId);
+	if (my_slot >= 0)
+	{
+		WebhookDatabase *db = &webhook_shared->databases[my_slot];
+
+		for (int i = 0; i < WEBHOOK_SLOT_WORKERS && db->paused_by == 0 && !db->dropped; i++)
+			if (db->workers[i].pid == 0)
+			{
+				db->workers[i].pid = MyProcPid;
+				db->workers[i].latch = MyLatch;
+				my_place = i;
+				ok = true;
+				break;
+			}
+	}
+	LWLockRelease(webhook_shared->lock);
+	if (ok)
+		on_shmem_exit(leave_slot, 0);
+	return ok;
+}
+
+/*
+ * Mark this worker's slot: absent (the extension is not installed, for the
+ * launcher), or not wanted any more (the extension was found: a request to
+ * start a worker here is answered).
+ */
+void
+WebhookSlotMark(bool absent)
+{
+	LWLockAcquire(webhook_shared->lock, LW_EXCLUSIVE);
+	if (absent)
+		webhook_shared->databases[my_slot].absent = true;
+	else
+		webhook_shared->databases[my_slot].wanted = false;
+	LWLockRelease(webhook_shared->lock);
 }
 
 /* Set the launcher's latch, if it runs. */

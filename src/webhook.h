@@ -77,7 +77,9 @@ extern Size WebhookShmemSize(void);
 extern void WebhookShmemInit(void);
 extern int	WebhookSlotFind(Oid database);
 extern int	WebhookSlotGet(Oid database);
-extern void WebhookSlotFreeIfIdle(int slot);
+extern bool WebhookSlotJoin(void);
+extern void WebhookSlotMark(bool absent);
+extern uint64 WebhookChanges(void);
 extern void WebhookWakeLauncher(void);
 extern bool WebhookDatabaseListed(const char *name);
 extern void WebhookInstallUtilityHook(void);
@@ -104,7 +106,6 @@ extern void WebhookRegisterLauncher(void);
 extern PGDLLEXPORT void WebhookLauncherMain(Datum main_arg);
 
 /* worker.c */
-extern uint64 WebhookChanges(void);
 extern PGDLLEXPORT void WebhookWorkerMain(Datum main_arg);
 
 #endif							/* WEBHOOK_H */

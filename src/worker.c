@@ -19,7 +19,8 @@
  *	worker.c	this file: the loop, the waits, the round's transaction
  *
  * and beside them: webhook.c (entry point, shared memory, wake at commit),
- * guc.c (settings), owner.c (user code as its owner), plans.c (the
+ * launcher.c (one worker per database), databases.c (the databases' slots
+ * in shared memory, why one is not served, DROP DATABASE), guc.c (settings), owner.c (user code as its owner), plans.c (the
  * triggers' kept plans), moderate.c (the synchronous hooks), util.c.
  *
  * The walk of one event, from trigger to recorded result:
@@ -93,62 +94,7 @@ Scheduler	sched = {
 static bool plans_ready = false;	/* prepared since the last failed round */
 static Oid	plans_queue = InvalidOid;	/* webhook.queue when they were */
 
-/* This worker's database's slot, and its place in the slot. */
-static int	my_slot = -1;
-static int	my_place = -1;
 static char my_database[NAMEDATALEN];
-
-/* How many commits changed endpoints (or made deliveries due) in this database. */
-uint64
-WebhookChanges(void)
-{
-	return pg_atomic_read_u64(&webhook_shared->databases[my_slot].changes);
-}
-
-/* Leave the slot and tell the launcher, which starts another if it must. */
-static void
-leave_slot(int code, Datum arg)
-{
-	WebhookDatabase *db = &webhook_shared->databases[my_slot];
-
-	LWLockAcquire(webhook_shared->lock, LW_EXCLUSIVE);
-	db->workers[my_place].pid = 0;
-	db->workers[my_place].latch = NULL;
-	LWLockRelease(webhook_shared->lock);
-	WebhookWakeLauncher();
-}
-
-/*
- * Take a place in this database's slot, where committing backends find the
- * latch; false when the worker must not run: the database is paused (DROP
- * DATABASE and its kin) or dropped, or every place is taken.
- */
-static bool
-join_slot(void)
-{
-	bool		ok = false;
-
-	LWLockAcquire(webhook_shared->lock, LW_EXCLUSIVE);
-	my_slot = WebhookSlotGet(MyDatabaseId);
-	if (my_slot >= 0)
-	{
-		WebhookDatabase *db = &webhook_shared->databases[my_slot];
-
-		for (int i = 0; i < WEBHOOK_SLOT_WORKERS && db->paused_by == 0 && !db->dropped; i++)
-			if (db->workers[i].pid == 0)
-			{
-				db->workers[i].pid = MyProcPid;
-				db->workers[i].latch = MyLatch;
-				my_place = i;
-				ok = true;
-				break;
-			}
-	}
-	LWLockRelease(webhook_shared->lock);
-	if (ok)
-		on_shmem_exit(leave_slot, 0);
-	return ok;
-}
 
 /*
  * The extension is not (or no longer) installed: say so in the slot, for
@@ -158,9 +104,7 @@ join_slot(void)
 static void
 leave_absent(bool served)
 {
-	LWLockAcquire(webhook_shared->lock, LW_EXCLUSIVE);
-	webhook_shared->databases[my_slot].absent = true;
-	LWLockRelease(webhook_shared->lock);
+	WebhookSlotMark(true);
 	ereport(served ? LOG : DEBUG1,
 			(errmsg("webhook worker for database \"%s\" exits: the extension is not installed",
 					my_database)));
@@ -444,9 +388,7 @@ do_round(bool *recovered, bool *served)
 	if (!*served)
 	{
 		/* a request to start a worker here is answered */
-		LWLockAcquire(webhook_shared->lock, LW_EXCLUSIVE);
-		webhook_shared->databases[my_slot].wanted = false;
-		LWLockRelease(webhook_shared->lock);
+		WebhookSlotMark(false);
 		*served = true;
 		ereport(LOG,
 				(errmsg("webhook worker started for database \"%s\"",
@@ -478,7 +420,7 @@ WebhookWorkerMain(Datum main_arg)
 	/* the launcher gives the database; it is never a template */
 	BackgroundWorkerInitializeConnectionByOid(DatumGetObjectId(main_arg), InvalidOid, 0);
 	pgstat_report_appname(WEBHOOK_WORKER_NAME);
-	if (!join_slot())
+	if (!WebhookSlotJoin())
 		proc_exit(0);
 	StartTransactionCommand();
 	strlcpy(my_database, get_database_name(MyDatabaseId), NAMEDATALEN);
