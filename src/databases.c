@@ -32,6 +32,7 @@
 #include "storage/procarray.h"
 #include "storage/shmem.h"
 #include "tcop/utility.h"
+#include "utils/acl.h"
 #include "utils/backend_status.h"
 #include "utils/builtins.h"
 #include "utils/syscache.h"
@@ -512,6 +513,13 @@ webhook_utility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTree,
 	/* a copy of a template with the extension is served too */
 	if (created)
 		WebhookRescanAtCommit();
+	/*
+	 * Only its owner (or a superuser) stops a database's worker: anyone else
+	 * is refused by the statement itself, and must not interrupt deliveries
+	 * on the way.
+	 */
+	if (OidIsValid(database) && !WebhookDatabaseOwner(database, GetUserId()))
+		database = InvalidOid;
 	if (!OidIsValid(database))
 	{
 		run_utility(pstmt, queryString, readOnlyTree, context, params, queryEnv, dest, qc);

@@ -125,6 +125,16 @@ ok($node->poll_query_until('postgres',
 		"SELECT EXISTS (SELECT FROM pg_stat_activity WHERE backend_type = 'webhook worker' AND datname = 'beta')"),
 	'its worker back again');
 
+# Someone else's attempt (refused) does not stop the worker.
+my $alpha_pid = $node->safe_psql('postgres',
+	"SELECT pid FROM pg_stat_activity WHERE backend_type = 'webhook worker' AND datname = 'alpha'");
+$node->safe_psql('postgres', 'CREATE ROLE creator LOGIN CREATEDB');
+($ret, $out, $err) = $node->psql('postgres', 'SET ROLE creator; CREATE DATABASE copy TEMPLATE alpha');
+like($err, qr/permission denied to copy database "alpha"/, 'a non-owner cannot copy a served database');
+is($node->safe_psql('postgres',
+		"SELECT pid FROM pg_stat_activity WHERE backend_type = 'webhook worker' AND datname = 'alpha'"),
+	$alpha_pid, 'and its worker was not stopped for the attempt');
+
 # 5. webhook.databases restricts, and a reload applies it.
 set_databases('postgres, alpha');
 ok($node->poll_query_until('postgres', "SELECT NOT EXISTS (SELECT FROM pg_stat_activity
