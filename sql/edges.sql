@@ -201,10 +201,10 @@ SELECT webhook.untrack('keep');
 SELECT webhook.untrack('fresh');
 
 --
--- This database is not the one webhook.database_name names: endpoints say
--- why nothing happens.
+-- This database is not in webhook.databases (test/regress.conf): endpoints
+-- say why nothing happens.
 --
-SELECT webhook._served() = format('no webhook worker serves database "%s" (webhook.database_name is "postgres")',
+SELECT webhook._served() = format('database "%s" is not in webhook.databases, so no worker serves it',
                                   current_database()) AS unserved;
 SELECT id AS ep FROM webhook.create_endpoint('https://example.com/unserved') \gset
 SELECT state, replace(state_reason, current_database(), 'DB') AS state_reason FROM webhook.endpoint WHERE id = :ep;
@@ -223,7 +223,8 @@ SELECT webhook.drop_endpoint(:mod_ep);
 SELECT p.oid::regprocedure, has_function_privilege('public', p.oid, 'EXECUTE') AS public_execute
   FROM pg_proc p
  WHERE p.oid IN ('webhook._served()'::regprocedure, 'webhook._tracked_tables(regclass)'::regprocedure,
-                 'webhook._check_relation(regclass,text)'::regprocedure, 'webhook._forget_dropped()'::regprocedure)
+                 'webhook._check_relation(regclass,text)'::regprocedure, 'webhook._forget_dropped()'::regprocedure,
+                 'webhook._serve()'::regprocedure)
  ORDER BY 1;
 
 RESET search_path;

@@ -153,8 +153,6 @@ SET ROLE regress_webhook_app;
 SHOW webhook.timeout;
 SHOW webhook.blocked_networks;
 \echo :LAST_ERROR_SQLSTATE
-SHOW webhook.database_name;
-\echo :LAST_ERROR_SQLSTATE
 RESET ROLE;
 
 -- Clean up.

@@ -6,7 +6,7 @@
 SELECT name, setting, unit, context, vartype, min_val, max_val, boot_val
   FROM pg_settings WHERE name LIKE 'webhook.%' ORDER BY name;
 
-SHOW webhook.database_name;
+SHOW webhook.databases;
 SHOW webhook.max_concurrency;
 SHOW webhook.endpoint_concurrency;
 SHOW webhook.timeout;
@@ -22,7 +22,7 @@ SET webhook.timeout = '5s';
 \echo :LAST_ERROR_SQLSTATE
 SET webhook.retry_schedule = '1s';
 \echo :LAST_ERROR_SQLSTATE
-SET webhook.database_name = 'other';
+SET webhook.databases = 'other';
 \echo :LAST_ERROR_SQLSTATE
 
 -- The checks on their values are in test/t/010_settings.pl: only ALTER

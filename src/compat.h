@@ -58,4 +58,12 @@ WebhookIdentitySequence(Oid relid, AttrNumber attnum)
 	getIdentitySequence((relid), (attnum), true)
 #endif
 
+/* 16: one ownership check for every kind of object. */
+#if PG_VERSION_NUM >= 160000
+#define WebhookDatabaseOwner(db, role) \
+	object_ownercheck(DatabaseRelationId, (db), (role))
+#else
+#define WebhookDatabaseOwner(db, role) pg_database_ownercheck((db), (role))
+#endif
+
 #endif							/* WEBHOOK_COMPAT_H */

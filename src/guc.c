@@ -1,9 +1,11 @@
 /*-------------------------------------------------------------------------
  *
  * guc.c
- *		The webhook.* settings. The two list-valued ones (retry_schedule and
- *		blocked_networks) are parsed by their check hooks, so a bad value is
- *		refused when it is set and the worker never parses text in its loop.
+ *		The webhook.* settings. The two list-valued ones the worker reads
+ *		(retry_schedule and blocked_networks) are parsed by their check
+ *		hooks, so a bad value is refused when it is set and the worker never
+ *		parses text in its loop; webhook.databases, read only when the
+ *		launcher wakes, is checked when set and split when read.
  *
  *-------------------------------------------------------------------------
  */
@@ -15,10 +17,11 @@
 
 #include "miscadmin.h"
 #include "utils/guc.h"
+#include "utils/varlena.h"
 
 #include "guc.h"
 
-char	   *webhook_database_name = NULL;
+char	   *webhook_databases = NULL;
 int			webhook_max_concurrency = 64;
 int			webhook_endpoint_concurrency = 16;
 int			webhook_timeout = 10000;
@@ -33,6 +36,7 @@ static char *webhook_blocked_networks_text = NULL;
 WebhookSchedule webhook_schedule;
 WebhookNetworks webhook_blocked;
 
+static bool check_databases(char **newval, void **extra, GucSource source);
 static bool check_retry_schedule(char **newval, void **extra, GucSource source);
 static void assign_retry_schedule(const char *newval, void *extra);
 static bool check_blocked_networks(char **newval, void **extra, GucSource source);
@@ -42,19 +46,13 @@ static void assign_blocked_networks(const char *newval, void *extra);
 void
 WebhookDefineSettings(void)
 {
-	DefineCustomStringVariable("webhook.database_name",
-							   "Database the delivery worker serves.",
-							   NULL,
-							   &webhook_database_name,
-							   "postgres",
-							   /*
-								* Only the worker reads it, and it exists only when
-								* preloaded; PostgreSQL refuses postmaster settings
-								* defined later, so then it is merely shown.
-								*/
-							   process_shared_preload_libraries_in_progress ? PGC_POSTMASTER : PGC_SIGHUP,
-							   GUC_SUPERUSER_ONLY,
-							   NULL, NULL, NULL);
+	DefineCustomStringVariable("webhook.databases",
+							   "Databases the launcher serves, as a comma-separated list of names.",
+							   "Empty: every database where the extension is installed.",
+							   &webhook_databases,
+							   "",
+							   PGC_SIGHUP, GUC_LIST_INPUT,
+							   check_databases, NULL, NULL);
 
 	DefineCustomIntVariable("webhook.max_concurrency",
 							"Most HTTP requests the worker keeps in flight.",
@@ -320,4 +318,22 @@ static void
 assign_blocked_networks(const char *newval, void *extra)
 {
 	assign_list(&networks_syntax, extra, &webhook_blocked.count, webhook_blocked.nets);
+}
+
+/* A list of database names, as in SQL: unquoted names are folded to lower case. */
+static bool
+check_databases(char **newval, void **extra, GucSource source)
+{
+	char	   *copy = pstrdup(*newval);
+	List	   *names;
+	bool		ok = SplitIdentifierString(copy, ',', &names);
+
+	if (!ok)
+	{
+		GUC_check_errdetail("List syntax is invalid.");
+		GUC_check_errhint("Write database names separated by commas, in double quotes when they are not lower case.");
+	}
+	list_free(names);
+	pfree(copy);
+	return ok;
 }

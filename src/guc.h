@@ -33,7 +33,7 @@ typedef struct WebhookNetworks
 	WebhookNetwork nets[WEBHOOK_MAX_BLOCKED];
 } WebhookNetworks;
 
-extern char *webhook_database_name;
+extern char *webhook_databases;
 extern int	webhook_max_concurrency;
 extern int	webhook_endpoint_concurrency;
 extern int	webhook_timeout;	/* ms */

@@ -1,25 +1,24 @@
 /*-------------------------------------------------------------------------
  *
  * webhook.c
- *		Module entry point: settings, shared memory and the wake-at-commit
- *		path that tells the delivery worker new events are queued.
+ *		Module entry point: settings, shared memory, the launcher and the
+ *		wake-at-commit path that tells a database's worker new events are
+ *		queued (and the launcher that a database wants one).
  *
  * The settings are defined in every backend that loads the library, so the
- * SQL API works without preloading; the shared memory and the worker need
- * shared_preload_libraries.
+ * SQL API works without preloading; the shared memory, the launcher and the
+ * workers need shared_preload_libraries.
  *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
 #include "access/xact.h"
-#include "commands/dbcommands.h"
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "storage/lwlock.h"
 #include "storage/ipc.h"
 #include "storage/shmem.h"
-#include "utils/builtins.h"
 
 #include "guc.h"
 #include "status.h"
@@ -43,11 +42,20 @@ static bool wake_pending = false;
  */
 static bool changes_pending = false;
 
+/* Set when this transaction created the extension: the launcher is told. */
+static bool launch_pending = false;
+
+/* Set when this transaction created a database: the launcher looks at it. */
+static bool rescan_pending = false;
+
+/* This backend's database's slot, as last found (checked before use). */
+static int	my_slot = -1;
+
 static void webhook_shmem_request(void);
 static void webhook_shmem_startup(void);
 static void webhook_xact_callback(XactEvent event, void *arg);
 
-/* Define the settings and, when preloaded, shared memory and the worker. */
+/* Define the settings and, when preloaded, shared memory and the launcher. */
 void
 _PG_init(void)
 {
@@ -66,7 +74,8 @@ _PG_init(void)
 	shmem_startup_hook = webhook_shmem_startup;
 	WebhookStatusShmemInit();
 
-	WebhookRegisterWorker();
+	WebhookInstallUtilityHook();
+	WebhookRegisterLauncher();
 }
 
 static void
@@ -74,27 +83,16 @@ webhook_shmem_request(void)
 {
 	if (prev_shmem_request_hook)
 		prev_shmem_request_hook();
-	RequestAddinShmemSpace(MAXALIGN(sizeof(WebhookShared)));
+	RequestAddinShmemSpace(WebhookShmemSize());
+	RequestNamedLWLockTranche("webhook", 1);
 }
 
 static void
 webhook_shmem_startup(void)
 {
-	bool		found;
-
 	if (prev_shmem_startup_hook)
 		prev_shmem_startup_hook();
-
-	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
-	webhook_shared = ShmemInitStruct("webhook", sizeof(WebhookShared), &found);
-	if (!found)
-	{
-		SpinLockInit(&webhook_shared->mutex);
-		webhook_shared->latch = NULL;
-		webhook_shared->database = InvalidOid;
-		webhook_shared->changes = 0;
-	}
-	LWLockRelease(AddinShmemInitLock);
+	WebhookShmemInit();
 }
 
 /*
@@ -107,27 +105,18 @@ WebhookWakeAtCommit(void)
 	wake_pending = true;
 }
 
-/*
- * Why no worker delivers this database's events, or NULL when one does. The
- * worker runs only when the library is preloaded, and serves the database
- * named by webhook.database_name. That setting is superuser-only to SHOW,
- * hence read here; it is a postmaster setting when preloaded, so this
- * backend's value is the worker's.
- */
-PG_FUNCTION_INFO_V1(webhook_served);
-Datum
-webhook_served(PG_FUNCTION_ARGS)
+/* Ask for the launcher to start this database's worker at commit. */
+void
+WebhookLauncherAtCommit(void)
 {
-	char	   *database = get_database_name(MyDatabaseId);
+	launch_pending = true;
+}
 
-	if (webhook_shared == NULL)
-		PG_RETURN_TEXT_P(cstring_to_text("webhook is not in shared_preload_libraries, so no worker runs"));
-	if (database != NULL && webhook_database_name != NULL &&
-		strcmp(database, webhook_database_name) == 0)
-		PG_RETURN_NULL();
-	PG_RETURN_TEXT_P(cstring_to_text(psprintf("no webhook worker serves database \"%s\" (webhook.database_name is \"%s\")",
-											  database ? database : "?",
-											  webhook_database_name ? webhook_database_name : "")));
+/* Ask for the launcher to look at the databases at commit. */
+void
+WebhookRescanAtCommit(void)
+{
+	rescan_pending = true;
 }
 
 /*
@@ -154,47 +143,62 @@ WebhookChangedAtCommit(void)
 	changes_pending = wake_pending = true;
 }
 
-/* How many commits have called WebhookChangedAtCommit since the server started. */
-uint64
-WebhookChanges(void)
-{
-	uint64		n;
-
-	SpinLockAcquire(&webhook_shared->mutex);
-	n = webhook_shared->changes;
-	SpinLockRelease(&webhook_shared->mutex);
-	return n;
-}
-
 /*
- * At commit, set the worker's latch if this transaction queued events (or
- * changed endpoints) in the worker's database. One SetLatch per transaction,
- * whatever it queued. The commit is visible to new snapshots by then, so a
- * worker that sees the counter move also sees the change.
+ * At commit, set the latch of this database's worker if this transaction
+ * queued events (or changed endpoints), and the launcher's if it created the
+ * extension. One SetLatch per transaction, whatever it queued. The commit is
+ * visible to new snapshots by then, so a worker that sees the counter move
+ * also sees the change, and a worker the launcher starts sees the extension.
  */
 static void
 webhook_xact_callback(XactEvent event, void *arg)
 {
-	Latch	   *latch = NULL;
+	Latch	   *latches[WEBHOOK_SLOT_WORKERS];
+	int			nlatches = 0;
 
 	switch (event)
 	{
 		case XACT_EVENT_COMMIT:
 		case XACT_EVENT_PARALLEL_COMMIT:
-			if (!wake_pending && !changes_pending)
+			if (!wake_pending && !changes_pending && !launch_pending && !rescan_pending)
 				return;
-			if (webhook_shared != NULL)
+			if (webhook_shared != NULL && (wake_pending || changes_pending))
 			{
-				SpinLockAcquire(&webhook_shared->mutex);
-				if (changes_pending)
-					webhook_shared->changes++;
-				if (webhook_shared->database == MyDatabaseId)
-					latch = webhook_shared->latch;
-				SpinLockRelease(&webhook_shared->mutex);
+				LWLockAcquire(webhook_shared->lock, LW_SHARED);
+				if (my_slot < 0 || webhook_shared->databases[my_slot].database != MyDatabaseId)
+					my_slot = WebhookSlotFind(MyDatabaseId);
+				if (my_slot >= 0)
+				{
+					WebhookDatabase *db = &webhook_shared->databases[my_slot];
+
+					if (changes_pending)
+						pg_atomic_fetch_add_u64(&db->changes, 1);
+					for (int i = 0; i < WEBHOOK_SLOT_WORKERS; i++)
+						if (db->workers[i].latch)
+							latches[nlatches++] = db->workers[i].latch;
+				}
+				LWLockRelease(webhook_shared->lock);
 			}
-			wake_pending = changes_pending = false;
-			if (latch)
-				SetLatch(latch);
+			if (webhook_shared != NULL && launch_pending)
+			{
+				int			slot;
+
+				LWLockAcquire(webhook_shared->lock, LW_EXCLUSIVE);
+				slot = WebhookSlotGet(MyDatabaseId);
+				if (slot >= 0)
+				{
+					webhook_shared->databases[slot].wanted = true;
+					webhook_shared->databases[slot].dropped = false;
+				}
+				else
+					webhook_shared->rescan = true;
+				LWLockRelease(webhook_shared->lock);
+			}
+			if (webhook_shared != NULL && (launch_pending || rescan_pending))
+				WebhookWakeLauncher();
+			wake_pending = changes_pending = launch_pending = rescan_pending = false;
+			for (int i = 0; i < nlatches; i++)
+				SetLatch(latches[i]);
 			break;
 		case XACT_EVENT_PREPARE:
 			/*
@@ -203,7 +207,7 @@ webhook_xact_callback(XactEvent event, void *arg)
 			 */
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PARALLEL_ABORT:
-			wake_pending = changes_pending = false;
+			wake_pending = changes_pending = launch_pending = rescan_pending = false;
 			break;
 		default:
 			break;

@@ -10,8 +10,9 @@
 
 #include "postgres.h"
 
+#include "port/atomics.h"
 #include "storage/latch.h"
-#include "storage/spin.h"
+#include "storage/lwlock.h"
 
 #include "compat.h"
 
@@ -19,14 +20,48 @@
 #define WEBHOOK_USER_AGENT "webhook/" WEBHOOK_VERSION
 #define WEBHOOK_WORKER_NAME "webhook worker"
 
-/* Shared state: where committing backends find the worker's latch. */
+#define WEBHOOK_LAUNCHER_NAME "webhook launcher"
+
+/*
+ * Workers one database's slot can hold. One today; the slot is an array so
+ * that several workers could share a database's work later.
+ */
+#define WEBHOOK_SLOT_WORKERS 1
+
+/* A running worker, as committing backends find it. */
+typedef struct WebhookWorkerRef
+{
+	pid_t		pid;			/* 0: none */
+	Latch	   *latch;
+} WebhookWorkerRef;
+
+/*
+ * One database's slot in shared memory: its workers, its flags between the
+ * launcher, the workers and the backends. Every field is read and written
+ * under WebhookShared.lock, except changes (atomic).
+ */
+typedef struct WebhookDatabase
+{
+	Oid			database;		/* InvalidOid: the slot is free */
+	WebhookWorkerRef workers[WEBHOOK_SLOT_WORKERS];
+	pg_atomic_uint64 changes;	/* bumped by every commit that changed
+								 * endpoints, or made deliveries due by hand */
+	bool		wanted;			/* CREATE EXTENSION committed: start a worker */
+	bool		absent;			/* a worker found no extension and left */
+	bool		no_slot;		/* no background worker slot was free for it */
+	bool		dropped;		/* DROP DATABASE succeeded: never start again */
+	pid_t		paused_by;		/* a backend that needs the database to
+								 * itself (DROP, RENAME, ...): no worker */
+} WebhookDatabase;
+
+/* Shared state: the launcher's latch and the databases' slots. */
 typedef struct WebhookShared
 {
-	slock_t		mutex;
-	Latch	   *latch;			/* the worker's latch, NULL when not running */
-	Oid			database;		/* the database the worker serves */
-	uint64		changes;		/* bumped by every commit that changed endpoints,
-								 * or made deliveries due by hand */
+	LWLock	   *lock;
+	Latch	   *launcher_latch; /* NULL when the launcher is not running */
+	bool		rescan;			/* look at every database again */
+	int			ndatabases;
+	WebhookDatabase databases[FLEXIBLE_ARRAY_MEMBER];
 } WebhookShared;
 
 extern WebhookShared *webhook_shared;
@@ -34,7 +69,22 @@ extern WebhookShared *webhook_shared;
 /* webhook.c */
 extern void WebhookWakeAtCommit(void);
 extern void WebhookChangedAtCommit(void);
+extern void WebhookLauncherAtCommit(void);
+extern void WebhookRescanAtCommit(void);
+
+/* databases.c: the slots, what a database is told, the utility hook */
+extern Size WebhookShmemSize(void);
+extern void WebhookShmemInit(void);
+extern int	WebhookSlotFind(Oid database);
+extern int	WebhookSlotGet(Oid database);
+extern bool WebhookSlotJoin(void);
+extern void WebhookSlotMark(bool absent);
 extern uint64 WebhookChanges(void);
+extern void WebhookWakeLauncher(void);
+extern bool WebhookDatabaseListed(const char *name);
+extern void WebhookInstallUtilityHook(void);
+extern char *WebhookUnservedReason(const char **hint);
+extern const char *WebhookNoSlotReason(const char *database);
 
 /* owner.c: running user code as its owner (DESIGN section 9) */
 typedef struct WebhookUser
@@ -51,8 +101,11 @@ extern Oid	WebhookRowType(const char *table);
 extern char *WebhookCallUserFunction(Oid fn, int nargs, const Oid *argtypes, Oid rettype,
 									 Datum *args, char **error);
 
+/* launcher.c */
+extern void WebhookRegisterLauncher(void);
+extern PGDLLEXPORT void WebhookLauncherMain(Datum main_arg);
+
 /* worker.c */
-extern void WebhookRegisterWorker(void);
 extern PGDLLEXPORT void WebhookWorkerMain(Datum main_arg);
 
 #endif							/* WEBHOOK_H */

@@ -22,8 +22,11 @@
  *	worker.c	this file: the loop, the waits, the round's transaction
  *
  * and beside them: webhook.c (entry point, shared memory, wake at commit),
- * guc.c (settings), owner.c (user code as its owner), plans.c (the
- * triggers' kept plans), moderate.c (the synchronous hooks), util.c.
+ * launcher.c (one worker per database), databases.c (the databases' slots
+ * in shared memory, why one is not served, DROP DATABASE), status.c (the
+ * workers' counters, webhook.worker_status), guc.c (settings), owner.c (user
+ * code as its owner), plans.c (the triggers' kept plans), moderate.c (the
+ * synchronous hooks), util.c.
  *
  * The walk of one event, from trigger to recorded result:
  *
@@ -69,6 +72,7 @@
 
 #include "access/xact.h"
 #include "catalog/pg_type.h"
+#include "commands/dbcommands.h"
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
@@ -97,30 +101,21 @@ Scheduler	sched = {
 static bool plans_ready = false;	/* prepared since the last failed round */
 static Oid	plans_queue = InvalidOid;	/* webhook.queue when they were */
 
-/* Register the worker; called from _PG_init while preloading. */
-void
-WebhookRegisterWorker(void)
-{
-	BackgroundWorker worker;
+static char my_database[NAMEDATALEN];
 
-	memset(&worker, 0, sizeof(worker));
-	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
-	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
-	worker.bgw_restart_time = 1;
-	strlcpy(worker.bgw_library_name, "webhook", BGW_MAXLEN);
-	strlcpy(worker.bgw_function_name, "WebhookWorkerMain", BGW_MAXLEN);
-	strlcpy(worker.bgw_name, WEBHOOK_WORKER_NAME, BGW_MAXLEN);
-	strlcpy(worker.bgw_type, WEBHOOK_WORKER_NAME, BGW_MAXLEN);
-	RegisterBackgroundWorker(&worker);
-}
-
+/*
+ * The extension is not (or no longer) installed: say so in the slot, for
+ * the launcher, and leave. A worker that never served leaves quietly: the
+ * launcher starts one in every database it knows nothing about.
+ */
 static void
-clear_shared_latch(int code, Datum arg)
+leave_absent(bool served)
 {
-	SpinLockAcquire(&webhook_shared->mutex);
-	webhook_shared->latch = NULL;
-	webhook_shared->database = InvalidOid;
-	SpinLockRelease(&webhook_shared->mutex);
+	WebhookSlotMark(true);
+	ereport(served ? LOG : DEBUG1,
+			(errmsg("webhook worker for database \"%s\" exits: the extension is not installed",
+					my_database)));
+	proc_exit(0);
 }
 
 /*
@@ -316,10 +311,11 @@ round_body(dlist_head *recording, dlist_head *claimed, dlist_head *handshakes,
  * work is used only after the commit; if the round fails it is dropped (the
  * rollback unclaimed it) and the results wait for the next round. The work
  * runs in the round's context, SPI's own results aside, and so does what
- * follows the commit; the context is reset at the end.
+ * follows the commit; the context is reset at the end. A round that finds
+ * no extension ends the worker. *served: a round has found it.
  */
 static void
-do_round(bool *recovered)
+do_round(bool *recovered, bool *served)
 {
 	dlist_head	claimed;
 	dlist_head	handshakes;
@@ -395,18 +391,21 @@ do_round(bool *recovered)
 
 	if (!ready)
 	{
-		/* no extension (yet, or any more): nothing to record or claim */
-		sched.queue_hint = false;
-		*recovered = false;
-		sched.endpoints_loaded = false;
-		plans_ready = false;
-		sched.next_due = GetCurrentTimestamp() + (int64) SAFETY_POLL_MS * 1000;
+		/* no extension (any more): in flight or not, nothing can be recorded */
+		leave_absent(*served);
 	}
-	else
+	if (!*served)
 	{
-		list_free_deep(sched.pending_release);
-		sched.pending_release = NIL;
+		/* a request to start a worker here is answered */
+		WebhookSlotMark(false);
+		*served = true;
+		WebhookStatusAttach();
+		ereport(LOG,
+				(errmsg("webhook worker started for database \"%s\"",
+						my_database)));
 	}
+	list_free_deep(sched.pending_release);
+	sched.pending_release = NIL;
 	WebhookReleaseRecorded(&recording);
 	WebhookEnqueueJobs(&claimed);
 	WebhookStartHandshakes(&handshakes);
@@ -419,6 +418,7 @@ void
 WebhookWorkerMain(Datum main_arg)
 {
 	bool		recovered = false;
+	bool		served = false;
 	bool		woken = true;
 	bool		want_round;
 	TimestampTz last_round = 0;
@@ -427,8 +427,14 @@ WebhookWorkerMain(Datum main_arg)
 	pqsignal(SIGTERM, die);
 	BackgroundWorkerUnblockSignals();
 
-	BackgroundWorkerInitializeConnection(webhook_database_name, NULL, 0);
+	/* the launcher gives the database; it is never a template */
+	BackgroundWorkerInitializeConnectionByOid(DatumGetObjectId(main_arg), InvalidOid, 0);
 	pgstat_report_appname(WEBHOOK_WORKER_NAME);
+	if (!WebhookSlotJoin())
+		proc_exit(0);
+	StartTransactionCommand();
+	strlcpy(my_database, get_database_name(MyDatabaseId), NAMEDATALEN);
+	CommitTransactionCommand();
 
 	/* Event times in UTC whatever the server's zone; progress marks commit asynchronously. */
 	SetConfigOption("TimeZone", "UTC", PGC_SUSET, PGC_S_OVERRIDE);
@@ -454,15 +460,6 @@ WebhookWorkerMain(Datum main_arg)
 
 	WebhookHttpInit();
 
-	SpinLockAcquire(&webhook_shared->mutex);
-	webhook_shared->latch = MyLatch;
-	webhook_shared->database = MyDatabaseId;
-	SpinLockRelease(&webhook_shared->mutex);
-	on_shmem_exit(clear_shared_latch, 0);
-	WebhookStatusAttach();
-
-	ereport(LOG,
-			(errmsg("webhook worker started for database \"%s\"", webhook_database_name)));
 
 	for (;;)
 	{
@@ -510,7 +507,7 @@ WebhookWorkerMain(Datum main_arg)
 			last_round = now;	/* the clock went back: the gap stays a gap */
 		if (want_round && now >= last_round + ROUND_GAP_MS * 1000)
 		{
-			do_round(&recovered);
+			do_round(&recovered, &served);
 			/* a round that only records does not hold back the next claim */
 			if (sched.round_claimed)
 				last_round = now;

@@ -50,7 +50,6 @@ port = $port
 listen_addresses = ''
 unix_socket_directories = '$dir'
 shared_preload_libraries = '$preload'
-webhook.database_name = 'postgres'
 timezone = 'UTC'
 CONF
         cat

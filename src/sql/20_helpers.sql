@@ -42,6 +42,11 @@ CREATE FUNCTION webhook._schema_name(rel regclass) RETURNS text
 CREATE FUNCTION webhook._served() RETURNS text
     LANGUAGE c STABLE AS 'MODULE_PATHNAME', 'webhook_served';
 
+-- Run by CREATE EXTENSION: the launcher starts this database's worker at
+-- commit; warns now, with a hint, when no worker can serve the database.
+CREATE FUNCTION webhook._serve() RETURNS void
+    LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'webhook_serve';
+
 -- Wake the worker at commit; recheck: a delivery was made due (redeliver).
 CREATE FUNCTION webhook._wake(recheck boolean = false) RETURNS void
     LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'webhook_wake';

@@ -801,7 +801,7 @@ def machine_info():
 
 
 SETTINGS = ["shared_buffers", "synchronous_commit", "fsync", "wal_level", "max_wal_size", "checkpoint_timeout",
-            "autovacuum", "shared_preload_libraries", "webhook.database_name", "webhook.max_concurrency",
+            "autovacuum", "shared_preload_libraries", "webhook.databases", "webhook.max_concurrency",
             "webhook.endpoint_concurrency", "webhook.batch_size", "webhook.timeout", "webhook.retention"]
 
 

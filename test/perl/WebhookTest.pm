@@ -58,8 +58,9 @@ SELECT webhook.track('keyword_argument', kind => 'keyword_argument');
 };
 }
 
-# A started node with webhook preloaded and created in "postgres", serving
-# that database. Extra postgresql.conf lines may be given.
+# A started node with webhook preloaded and created in "postgres", and that
+# database's worker running (the launcher starts it once CREATE EXTENSION
+# commits). Extra postgresql.conf lines may be given.
 sub webhook_node
 {
 	my ($name, %opts) = @_;
@@ -67,7 +68,6 @@ sub webhook_node
 	$node->init;
 	$node->append_conf('postgresql.conf', qq{
 shared_preload_libraries = 'webhook'
-webhook.database_name = 'postgres'
 webhook.retry_schedule = '1s,1s,1s'
 webhook.timeout = '5s'
 log_min_messages = 'log'
@@ -75,6 +75,9 @@ timezone = 'UTC'
 } . ($opts{conf} // ''));
 	$node->start;
 	$node->safe_psql('postgres', 'CREATE EXTENSION webhook');
+	$node->poll_query_until('postgres',
+		"SELECT EXISTS (SELECT FROM pg_stat_activity WHERE backend_type = 'webhook worker' AND datname = 'postgres')")
+	  or die 'no webhook worker started for database postgres';
 	$node->safe_psql('postgres', slackchat_schema()) unless $opts{no_schema};
 	return $node;
 }

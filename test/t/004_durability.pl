@@ -65,13 +65,16 @@ ok($node->poll_query_until('postgres',
 	'2000'), 'and recorded as delivered');
 
 # 2. stop('immediate') in the middle of a burst of 5,000.
-$recv->set_script(delay => 0.002);
+# slow enough (16 at a time, 50 ms each: 16 s for the burst) that a stop
+# which takes seconds on a loaded machine still lands in its middle
+$recv->set_script(delay => 0.05);
 my $before = scalar($recv->deliveries('/hook'));
 burst(5000, 'crash');
 ok(wait_until(sub { scalar($recv->deliveries('/hook')) >= $before + 200 }), 'burst under way');
 $node->stop('immediate');
 my $mid = scalar($recv->deliveries('/hook')) - $before;
 cmp_ok($mid, '<', 5000, "stopped in the middle ($mid of 5000 sent)");
+$recv->set_script(delay => 0.002);
 $node->start;
 ok(wait_until(sub { all_delivered('crash', 5000) }), 'after restart: all 5,000 events delivered at least once');
 ok(wait_until(sub {

@@ -26,9 +26,13 @@ $node->safe_psql('postgres', q{
 is($node->safe_psql('postgres', "SELECT string_agg(update_type, ',' ORDER BY id) FROM webhook.queue"),
 	'message_created,message_changed', 'changes are captured');
 is($node->safe_psql('postgres', "LOAD 'webhook'; SHOW webhook.batch_size"), '500', 'settings are defined once the library is loaded');
-is($node->safe_psql('postgres', "LOAD 'webhook'; SHOW webhook.database_name"), 'postgres', 'database_name included');
+is($node->safe_psql('postgres', "LOAD 'webhook'; SHOW webhook.databases"), '', 'databases included');
+is($node->safe_psql('postgres', 'SELECT webhook._served()'),
+	'webhook is not in shared_preload_libraries, so no worker runs', 'the reason is given to endpoints');
 is($node->safe_psql('postgres', "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'webhook worker'"),
 	'0', 'no worker runs');
+is($node->safe_psql('postgres', "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'webhook launcher'"),
+	'0', 'no launcher either');
 
 $node->stop;
 done_testing();

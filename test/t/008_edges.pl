@@ -199,23 +199,30 @@ is($node->safe_psql('postgres', 'SELECT string_agg(id || payload::text, \',\' OR
 is(scalar($recv->requests('/mod')), 2, 'one hook call each');
 $node->safe_psql('postgres', "SELECT webhook.unmoderate('said')");
 
-# A database no worker serves: CREATE EXTENSION warns, endpoints say why.
+# A database no worker serves (webhook.databases leaves it out): CREATE
+# EXTENSION warns, endpoints say why.
 is($node->safe_psql('postgres', 'SELECT webhook._served() IS NULL'), 't', 'postgres is served');
+my $log_offset = -s $node->logfile;
+$node->safe_psql('postgres', "ALTER SYSTEM SET webhook.databases = 'postgres'");
+$node->reload;
+$node->wait_for_log(qr/webhook launcher reloaded its settings/, $log_offset);
+$node->poll_query_until('postgres', "SELECT current_setting('webhook.databases') = 'postgres'")
+  or die 'reload not applied';
 $node->safe_psql('postgres', 'CREATE DATABASE other');
 ($ret, $out, $err) = $node->psql('other', 'CREATE EXTENSION webhook');
 is($ret, 0, 'CREATE EXTENSION works in another database');
 like($err,
-	qr/WARNING:  no webhook worker serves database "other" \(webhook.database_name is "postgres"\): events are queued but not delivered/,
+	qr/WARNING:  database "other" is not in webhook.databases, so no worker serves it: events are queued but not delivered/,
 	'and warns that nothing will be delivered');
-like($err, qr/HINT:  Set webhook.database_name = 'other' in postgresql.conf and restart the server\./,
+like($err, qr/HINT:  Add other to webhook.databases \(or empty it\) and reload the configuration\./,
 	'with a hint');
 my $other_ep = $node->safe_psql('other', "SELECT id FROM webhook.create_endpoint('" . $recv->url('/other') . "')");
 is($node->safe_psql('other', "SELECT state || ': ' || state_reason FROM webhook.endpoint WHERE id = $other_ep"),
-	'pending: no webhook worker serves database "other" (webhook.database_name is "postgres")',
+	'pending: database "other" is not in webhook.databases, so no worker serves it',
 	'the endpoint says why nothing happens');
 $node->safe_psql('other', "SELECT webhook.verify_endpoint($other_ep)");
 is($node->safe_psql('other', "SELECT state || ': ' || state_reason FROM webhook.endpoint WHERE id = $other_ep"),
-	'pending: no webhook worker serves database "other" (webhook.database_name is "postgres")',
+	'pending: database "other" is not in webhook.databases, so no worker serves it',
 	'and again after verify_endpoint');
 
 $recv->stop;
