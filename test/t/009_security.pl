@@ -10,7 +10,8 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 use WebhookTest;
 
-my $node = webhook_node('security', no_schema => 1);
+# Only postgres is served: the queue of the database restored below is read.
+my $node = webhook_node('security', no_schema => 1, conf => "webhook.databases = 'postgres'\n");
 my $recv = start_receiver(paths => { '/broken' => { status => 200 } });
 
 sub su { return $node->safe_psql('postgres', shift); }
@@ -264,6 +265,7 @@ su(q{
 	CREATE ROLE app_writer;
 	CREATE ROLE app_emitter;
 	CREATE ROLE webhook_admin;
+	CREATE ROLE webhook_monitor;
 	GRANT USAGE ON SCHEMA chat TO app_writer;
 	GRANT INSERT, UPDATE, DELETE ON chat.message TO app_writer;
 });
