@@ -17,7 +17,7 @@ SHLIB_LINK += -lcurl
 PG_CPPFLAGS += -DWEBHOOK_VERSION='"$(EXTVERSION)"'
 PG_CPPFLAGS += -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers
 
-REGRESS = install endpoint capture events payload privileges settings moderate trigger edges security formats
+REGRESS = install endpoint capture events payload privileges settings moderate trigger edges security formats operations
 # installcheck boots its own server with the library preloaded: it never
 # depends on, or changes, the settings of a server it is pointed at.
 REGRESS_OPTS = --temp-config=test/regress.conf --temp-instance=tmp_check

@@ -41,7 +41,8 @@ static void release_job(Job *job);
  */
 static const char *sql_endpoints =
 "SELECT id, url, format, token, secret, headers::text,"
-"  webhook._user_function(on_response, 'on_response'), webhook._format_function(format)"
+"  webhook._user_function(on_response, 'on_response'), webhook._format_function(format),"
+"  previous_secret, previous_secret_until, rate_limit"
 " FROM webhook.endpoint WHERE state = 'verified'";
 
 /* What a user's format function is called with. $1 delivery. */
@@ -53,7 +54,7 @@ static const char *sql_render_args =
 static const char *sql_handshakes =
 "SELECT e.id, e.url, e.token, e.secret, e.headers::text, e.format,"
 "  pg_catalog.encode(webhook._random_bytes(16), 'hex') AS challenge,"
-"  e.verify_attempts"
+"  e.verify_attempts, e.previous_secret, e.previous_secret_until"
 " FROM webhook.endpoint e"
 " WHERE e.state = 'pending' AND e.verify AND e.verify_next_at <= pg_catalog.now()"
 "   AND NOT e.id = ANY ($1)"
@@ -153,6 +154,8 @@ WebhookReloadEndpoints(void)
 		int64		id = WebhookGetInt(tup, desc, 1);
 		bool		found;
 		char	   *secret = SPI_getvalue(tup, desc, 5);
+		bool		isnull;
+		TimestampTz previous_until = DatumGetTimestampTz(SPI_getbinval(tup, desc, 10, &isnull));
 
 		ep = hash_search(sched.endpoints, &id, HASH_ENTER, &found);
 		if (!found)
@@ -160,6 +163,7 @@ WebhookReloadEndpoints(void)
 			dlist_init(&ep->ready);
 			ep->nready = 0;
 			ep->inflight = 0;
+			ep->next_start = 0;
 		}
 		ep->live = true;
 		ep->url = delivery_url(SPI_getvalue(tup, desc, 2), SPI_getvalue(tup, desc, 3), SPI_getvalue(tup, desc, 4));
@@ -167,8 +171,10 @@ WebhookReloadEndpoints(void)
 		ep->format = SPI_getvalue(tup, desc, 3);
 		ep->user_format = SPI_getvalue(tup, desc, 8) != NULL;
 		ep->format_fn = (Oid) WebhookGetInt(tup, desc, 8);
-		if (!WebhookDecodeSecret(secret, &ep->key))
+		if (!WebhookDecodeKeys(secret, SPI_getvalue(tup, desc, 9), isnull ? 0 : previous_until,
+							   &ep->keys))
 			ep->live = false;	/* create_endpoint refuses such secrets */
+		ep->rate_limit = (int) WebhookGetInt(tup, desc, 11);
 		WebhookParseHeaders(SPI_getvalue(tup, desc, 6), &ep->nheaders, &ep->headers);
 	}
 	MemoryContextSwitchTo(old);
@@ -453,6 +459,8 @@ WebhookClaimHandshakes(dlist_head *claimed)
 		TupleDesc	desc = SPI_tuptable->tupdesc;
 		Job		   *job = new_job(batch, JOB_HANDSHAKE);
 		StringInfoData body;
+		Datum		previous_until;
+		bool		isnull;
 
 		job->id = job->endpoint_id = WebhookGetInt(tup, desc, 1);
 		job->endpoint_url = SPI_getvalue(tup, desc, 2);
@@ -460,9 +468,10 @@ WebhookClaimHandshakes(dlist_head *claimed)
 		job->url = delivery_url(job->endpoint_url, SPI_getvalue(tup, desc, 6), job->token);
 		job->challenge = SPI_getvalue(tup, desc, 7);
 		job->attempts = (int) WebhookGetInt(tup, desc, 8);
-		job->key = palloc0(sizeof(WebhookKey));
-		if (!WebhookDecodeSecret(SPI_getvalue(tup, desc, 4), job->key))
-			job->key->len = 0;
+		job->keys = palloc0(sizeof(WebhookKeys));
+		previous_until = SPI_getbinval(tup, desc, 10, &isnull);
+		WebhookDecodeKeys(SPI_getvalue(tup, desc, 4), SPI_getvalue(tup, desc, 9),
+						  isnull ? 0 : DatumGetTimestampTz(previous_until), job->keys);
 		WebhookParseHeaders(SPI_getvalue(tup, desc, 5), &job->nheaders, &job->headers);
 		initStringInfo(&body);
 		appendStringInfoString(&body, "{\"token\": ");
@@ -483,7 +492,7 @@ start_job(Job *job, Endpoint *ep)
 {
 	WebhookRequest *req = &job->req;
 	bool		hs = job->kind == JOB_HANDSHAKE;
-	const WebhookKey *key = hs ? job->key : &ep->key;
+	const WebhookKeys *keys = hs ? job->keys : &ep->keys;
 	int			nheaders = hs ? job->nheaders : ep->nheaders;
 	char	  **headers = hs ? job->headers : ep->headers;
 
@@ -496,7 +505,7 @@ start_job(Job *job, Endpoint *ep)
 	req->body = job->body;
 	req->body_len = job->body_len;
 	req->id = job->webhook_id;
-	req->key = key;
+	req->keys = keys;
 	req->nheaders = nheaders;
 	req->headers = headers;
 	req->timeout_ms = webhook_timeout;
@@ -509,12 +518,18 @@ start_job(Job *job, Endpoint *ep)
 /*
  * Start as many ready jobs as the limits allow, one per endpoint in turn, so
  * every endpoint gets its share of webhook.max_concurrency.
+ *
+ * An endpoint with a rate_limit of N starts its deliveries at least 1/N s
+ * apart, so no second holds more than N starts; its jobs wait in its ready
+ * list meanwhile, holding no slot, and sched.next_start tells the worker's
+ * wait when the first of them may go.
  */
 void
 WebhookStartReadyJobs(void)
 {
 	bool		progress = true;
 
+	sched.next_start = 0;
 	while (progress && sched.nready > 0 && WebhookHttpInFlight() < webhook_max_concurrency)
 	{
 		HASH_SEQ_STATUS hs;
@@ -532,6 +547,19 @@ WebhookStartReadyJobs(void)
 			{
 				hash_seq_term(&hs);
 				break;
+			}
+			if (ep->rate_limit > 0)
+			{
+				TimestampTz now = GetCurrentTimestamp();
+
+				if (now < ep->next_start)
+				{
+					if (sched.next_start == 0 || ep->next_start < sched.next_start)
+						sched.next_start = ep->next_start;
+					continue;
+				}
+				/* rounded up: N intervals never fit in less than a second */
+				ep->next_start = now + (USECS_PER_SEC + ep->rate_limit - 1) / ep->rate_limit;
 			}
 			job = dlist_container(Job, node, dlist_pop_head_node(&ep->ready));
 			ep->nready--;

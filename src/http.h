@@ -45,7 +45,7 @@ typedef struct WebhookRequest
 	const char *body;
 	size_t		body_len;
 	const char *id;				/* webhook-id */
-	const WebhookKey *key;		/* signs it (an empty key: no signature) */
+	const WebhookKeys *keys;	/* sign it (WebhookSignature) */
 	int			nheaders;		/* the endpoint's "Name: value" lines */
 	char	  **headers;
 	long		timeout_ms;

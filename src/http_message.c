@@ -172,7 +172,7 @@ WebhookRequestHeaders(const WebhookRequest *req)
 {
 	struct curl_slist *h = NULL;
 	int64		ts = (int64) time(NULL);
-	char	   *sig = WebhookSign(req->key, req->id, ts, req->body, req->body_len);
+	char	   *sig = WebhookSignature(req->keys, req->id, ts, req->body, req->body_len);
 	char	   *lines[5];
 
 	lines[0] = psprintf("Content-Type: %s", req->content_type);

@@ -31,6 +31,7 @@
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
+#include "utils/timestamp.h"
 
 #include "guc.h"
 #include "http.h"
@@ -44,7 +45,8 @@ static SPIPlanPtr lookup_plan = NULL;
 
 static const char *lookup_sql =
 "SELECT m.sql, m.action, m.payload::text, m.recipient::text, m.only_to_sender::text,"
-"  e.id, e.url, e.secret, e.headers::text, e.state, c.relowner"
+"  e.id, e.url, e.secret, e.headers::text, e.state, c.relowner,"
+"  e.previous_secret, e.previous_secret_until"
 " FROM webhook.moderation m JOIN webhook.endpoint e ON e.id = m.endpoint_id"
 "  JOIN pg_catalog.pg_class c ON c.oid = m.rel"
 " WHERE m.rel = $1 OR m.rel IN (SELECT relid FROM pg_catalog.pg_partition_ancestors($1))"
@@ -165,7 +167,8 @@ webhook_moderate(PG_FUNCTION_ARGS)
 	TupleDesc	fdesc;
 	StringInfoData form;
 	WebhookRequest req;
-	WebhookKey	key;
+	WebhookKeys keys;
+	TimestampTz previous_until;
 	char		id[64];
 	uint8		rnd[8];
 	char	   *reply;
@@ -220,6 +223,8 @@ webhook_moderate(PG_FUNCTION_ARGS)
 	endpoint_id = DatumGetInt64(SPI_getbinval(m, mdesc, 6, &nulls[0]));
 	url = SPI_getvalue(m, mdesc, 7);
 	secret = SPI_getvalue(m, mdesc, 8);
+	previous_until = DatumGetTimestampTz(SPI_getbinval(m, mdesc, 13, &nulls[0]));
+	WebhookDecodeKeys(secret, SPI_getvalue(m, mdesc, 12), nulls[0] ? 0 : previous_until, &keys);
 	state = SPI_getvalue(m, mdesc, 10);
 	WebhookParseHeaders(SPI_getvalue(m, mdesc, 9), &nheaders, &headers);
 	if (strcmp(state, "disabled") == 0)
@@ -269,15 +274,13 @@ webhook_moderate(PG_FUNCTION_ARGS)
 				 errmsg("could not generate random bytes")));
 	snprintf(id, sizeof(id), "mod_%lld_%02x%02x%02x%02x%02x%02x%02x%02x", (long long) endpoint_id,
 			 rnd[0], rnd[1], rnd[2], rnd[3], rnd[4], rnd[5], rnd[6], rnd[7]);
-	if (!WebhookDecodeSecret(secret, &key))
-		key.len = 0;
 	memset(&req, 0, sizeof(req));
 	req.url = url;
 	req.content_type = "application/x-www-form-urlencoded";
 	req.body = form.data;
 	req.body_len = form.len;
 	req.id = id;
-	req.key = &key;
+	req.keys = &keys;
 	req.nheaders = nheaders;
 	req.headers = headers;
 	req.timeout_ms = webhook_timeout;

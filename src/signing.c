@@ -15,6 +15,7 @@
 #include "common/hmac.h"
 #include "common/sha2.h"
 #include "utils/resowner.h"
+#include "utils/timestamp.h"
 
 #include "signing.h"
 
@@ -35,7 +36,49 @@ WebhookDecodeSecret(const char *secret, WebhookKey *key)
 	return key->len > 0;
 }
 
-/* The webhook-signature value for one request, palloc'd. */
+/*
+ * An endpoint's keys from its secret and, when given, the secret it had
+ * before a rotation, kept until previous_until. False when the secret is
+ * not a whsec_ secret (the key is then empty; an old secret that is not
+ * one is left out).
+ */
+bool
+WebhookDecodeKeys(const char *secret, const char *previous, TimestampTz previous_until,
+				  WebhookKeys *keys)
+{
+	keys->previous_until = previous_until;
+	if (previous == NULL || !WebhookDecodeSecret(previous, &keys->previous))
+		keys->previous.len = 0;
+	if (WebhookDecodeSecret(secret, &keys->current))
+		return true;
+	keys->current.len = 0;
+	return false;
+}
+
+/*
+ * The webhook-signature value of one request, palloc'd: "v1,<signature>",
+ * or "v1,<new> v1,<old>" until a rotated-out secret's time is up. Standard
+ * Webhooks receivers accept a request when any of the signatures matches,
+ * so they can move to the new secret at any moment of that time.
+ */
+char *
+WebhookSignature(const WebhookKeys *keys, const char *id, int64 timestamp,
+				 const char *body, size_t body_len)
+{
+	char	   *sig = WebhookSign(&keys->current, id, timestamp, body, body_len);
+	char	   *old;
+	char	   *both;
+
+	if (keys->previous.len == 0 || GetCurrentTimestamp() >= keys->previous_until)
+		return sig;
+	old = WebhookSign(&keys->previous, id, timestamp, body, body_len);
+	both = psprintf("%s %s", sig, old);
+	pfree(sig);
+	pfree(old);
+	return both;
+}
+
+/* The webhook-signature value for one request and one key, palloc'd. */
 char *
 WebhookSign(const WebhookKey *key, const char *id, int64 timestamp,
 			const char *body, size_t body_len)

@@ -540,6 +540,9 @@ WebhookWorkerMain(Datum main_arg)
 				wake_at = Min(wake_at, sched.first_finished_at + RECORD_DELAY_MS * 1000);
 			timeout = (long) Min((wake_at - now + 999) / 1000, (int64) SAFETY_POLL_MS);
 		}
+		/* a rate-limited endpoint's next delivery may start then (dispatch.c) */
+		if (sched.next_start > 0)
+			timeout = Min(timeout, (long) Max((sched.next_start - now + 999) / 1000, 0));
 
 		dlist_init(&done);
 		WebhookStatusInFlight(WebhookHttpInFlight());

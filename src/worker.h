@@ -45,9 +45,11 @@ typedef struct Endpoint
 	char	   *format;			/* the format's name */
 	bool		user_format;	/* a user's function, not a built-in */
 	Oid			format_fn;		/* that function; InvalidOid when it is gone */
-	WebhookKey	key;
+	WebhookKeys keys;
 	int			nheaders;
 	char	  **headers;		/* "Name: value" lines */
+	int			rate_limit;		/* deliveries a second; 0: no limit */
+	TimestampTz next_start;		/* under rate_limit, no delivery starts before */
 	dlist_head	ready;			/* jobs waiting for a slot */
 	int			nready;
 	int			inflight;
@@ -79,7 +81,7 @@ typedef struct Job
 	char	   *challenge;		/* handshake: what must come back */
 	char	   *token;			/* handshake: the token it was sent with */
 	char	   *endpoint_url;	/* handshake: the url it was sent to */
-	WebhookKey *key;			/* handshake: the endpoint's signing key */
+	WebhookKeys *keys;			/* handshake: the endpoint's signing keys */
 	int			nheaders;		/* handshake: the endpoint's headers */
 	char	  **headers;
 	char	   *render_error;	/* the format function failed: nothing is sent */
@@ -116,6 +118,7 @@ typedef struct Scheduler
 	uint64		changes_seen;	/* WebhookChanges() at the last reload */
 	TimestampTz next_full_check;	/* reload and look at everything */
 	TimestampTz next_due;		/* earliest retry or handshake due */
+	TimestampTz next_start;		/* a rate-limited endpoint may start a job (0: none waits) */
 	TimestampTz next_purge;
 	TimestampTz backoff_until;	/* no rounds before this, after an error */
 } Scheduler;

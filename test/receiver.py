@@ -19,8 +19,10 @@ under "paths": {"/x": {...}}:
   blackhole   true: accept the request and never answer
   headers     extra response headers
   body        response body (default "ok")
+  body_b64    true: also log the request body's bytes exactly, in base64
 """
 import argparse
+import base64
 import json
 import threading
 import time
@@ -92,6 +94,8 @@ class Handler(BaseHTTPRequestHandler):
             "status": status,
             "client_port": self.client_address[1],
         }
+        if conf.get("body_b64"):
+            entry["body_b64"] = base64.b64encode(raw).decode("ascii")
         with lock:
             with open(self.server.log, "a") as f:
                 f.write(json.dumps(entry) + "\n")

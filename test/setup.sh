@@ -8,6 +8,9 @@ src=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 PG_BIN=/usr/lib/postgresql/15/bin
 packages="postgresql-15 postgresql-server-dev-15 postgresql-common libcurl4-openssl-dev
   libipc-run-perl python3 make gcc prometheus-postgres-exporter ${EXTRA_PACKAGES:-}"
+# node and npm run the official Standard Webhooks verifier in the tests
+# (test/node); a machine that has them from elsewhere (nodesource) keeps them.
+command -v node >/dev/null && command -v npm >/dev/null || packages="$packages nodejs npm"
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
@@ -16,6 +19,12 @@ if [ -n "$missing" ]; then
     echo "== installing: $(echo $missing)"
     as_root apt-get update -qq
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null
+fi
+
+if [ ! -d "$src/test/node/node_modules/standardwebhooks" ] ||
+   [ "$src/test/node/package-lock.json" -nt "$src/test/node/node_modules/.package-lock.json" ]; then
+    echo "== installing the test verifier (npm ci in test/node)"
+    (cd "$src/test/node" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
 fi
 
 echo "== building and installing webhook"

@@ -14,6 +14,10 @@ CREATE TABLE webhook.endpoint (
     format text NOT NULL DEFAULT 'slackchat',
     token text NOT NULL,
     secret text NOT NULL,
+    -- the secret before webhook.rotate_secret(): requests are signed with it
+    -- too until previous_secret_until
+    previous_secret text,
+    previous_secret_until timestamptz,
     events text[],
     channels text[],
     keywords text[],
@@ -21,6 +25,8 @@ CREATE TABLE webhook.endpoint (
     verify boolean NOT NULL DEFAULT true,
     -- regprocedure as text: pg_upgrade refuses regprocedure columns.
     on_response text,
+    -- deliveries per second; NULL: no limit
+    rate_limit integer CHECK (rate_limit > 0),
     state text NOT NULL DEFAULT 'pending'
         CHECK (state IN ('pending', 'verified', 'unverified', 'disabled')),
     state_reason text,

@@ -69,12 +69,15 @@ CREATE FUNCTION webhook._endpoint_check() RETURNS trigger
     LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     IF TG_OP = 'INSERT' OR (NEW.url, NEW.format, NEW.token, NEW.secret, NEW.events, NEW.channels,
-                            NEW.keywords, NEW.headers, NEW.on_response)
+                            NEW.keywords, NEW.headers, NEW.on_response, NEW.rate_limit)
          IS DISTINCT FROM (OLD.url, OLD.format, OLD.token, OLD.secret, OLD.events, OLD.channels,
-                           OLD.keywords, OLD.headers, OLD.on_response) THEN
+                           OLD.keywords, OLD.headers, OLD.on_response, OLD.rate_limit) THEN
         PERFORM webhook._check_endpoint(NEW.url, NEW.format, NEW.token, NEW.secret, NEW.events,
                                         NEW.channels, NEW.keywords, NEW.headers,
-                                        NEW.on_response::regprocedure);
+                                        NEW.on_response::regprocedure, NEW.rate_limit);
+    END IF;
+    IF TG_OP = 'INSERT' OR NEW.previous_secret IS DISTINCT FROM OLD.previous_secret THEN
+        PERFORM webhook._check_secret(NEW.previous_secret);
     END IF;
     RETURN NEW;
 END

@@ -116,14 +116,47 @@ BEGIN
 END
 $$;
 
+-- A new secret: Standard Webhooks' whsec_ and the base64 of 32 random bytes.
+CREATE FUNCTION webhook._new_secret() RETURNS text
+    LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp
+    AS $$ SELECT 'whsec_' || encode(webhook._random_bytes(32), 'base64') $$;
+
+-- Check a secret given to create_endpoint, alter_endpoint or rotate_secret (NULL passes).
+CREATE FUNCTION webhook._check_secret(secret text) RETURNS void
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    key bytea;
+BEGIN
+    IF secret IS NULL THEN
+        RETURN;
+    END IF;
+    IF secret NOT LIKE 'whsec\_%' THEN
+        RAISE EXCEPTION 'endpoint secret must start with "whsec_"'
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'A Standard Webhooks secret is whsec_ followed by base64 of at least 16 random bytes; leave it out to have one generated.';
+    END IF;
+    BEGIN
+        key := decode(substr(secret, 7), 'base64');
+    EXCEPTION WHEN OTHERS THEN
+        RAISE EXCEPTION 'endpoint secret is not valid base64 after "whsec_"'
+            USING ERRCODE = 'invalid_parameter_value';
+    END;
+    IF length(key) < 16 THEN
+        RAISE EXCEPTION 'endpoint secret is too short'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('It decodes to %s bytes; at least 16 are needed.', length(key));
+    END IF;
+END
+$$;
+
 -- Check the arguments shared by create_endpoint and alter_endpoint.
 CREATE FUNCTION webhook._check_endpoint(url text, format text, token text, secret text,
-    events text[], channels text[], keywords text[], headers jsonb, on_response regprocedure)
+    events text[], channels text[], keywords text[], headers jsonb, on_response regprocedure,
+    rate_limit integer)
     RETURNS void LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     k text;
     v jsonb;
-    key bytea;
 BEGIN
     IF url IS NOT NULL THEN
         PERFORM webhook._check_url(url);
@@ -136,23 +169,11 @@ BEGIN
         RAISE EXCEPTION 'endpoint token must be non-empty and on one line'
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    IF secret IS NOT NULL THEN
-        IF secret NOT LIKE 'whsec\_%' THEN
-            RAISE EXCEPTION 'endpoint secret must start with "whsec_"'
-                USING ERRCODE = 'invalid_parameter_value',
-                      HINT = 'A Standard Webhooks secret is whsec_ followed by base64 of at least 16 random bytes; leave it out to have one generated.';
-        END IF;
-        BEGIN
-            key := decode(substr(secret, 7), 'base64');
-        EXCEPTION WHEN OTHERS THEN
-            RAISE EXCEPTION 'endpoint secret is not valid base64 after "whsec_"'
-                USING ERRCODE = 'invalid_parameter_value';
-        END;
-        IF length(key) < 16 THEN
-            RAISE EXCEPTION 'endpoint secret is too short'
-                USING ERRCODE = 'invalid_parameter_value',
-                      DETAIL = format('It decodes to %s bytes; at least 16 are needed.', length(key));
-        END IF;
+    PERFORM webhook._check_secret(secret);
+    IF rate_limit <= 0 THEN
+        RAISE EXCEPTION 'endpoint rate_limit must be a positive number of deliveries per second'
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Leave it NULL for no limit.';
     END IF;
     IF array_ndims(events) > 1 OR array_ndims(channels) > 1 OR array_ndims(keywords) > 1 THEN
         RAISE EXCEPTION 'events, channels and keywords filters must be one-dimensional arrays'
@@ -206,7 +227,7 @@ $$;
 CREATE FUNCTION webhook.create_endpoint(url text, name text = NULL, format text = 'slackchat',
     token text = NULL, secret text = NULL, events text[] = NULL, channels text[] = NULL,
     keywords text[] = NULL, headers jsonb = '{}', verify boolean = true,
-    on_response regprocedure = NULL)
+    on_response regprocedure = NULL, rate_limit integer = NULL)
     RETURNS webhook.endpoint LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     r webhook.endpoint;
@@ -223,21 +244,21 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value', HINT = 'Leave it out to have one generated.';
     END IF;
     PERFORM webhook._check_endpoint(url, format, token, secret, events, channels, keywords,
-                                    coalesce(headers, '{}'), on_response);
+                                    coalesce(headers, '{}'), on_response, rate_limit);
     IF EXISTS (SELECT 1 FROM webhook.endpoint e WHERE e.name = create_endpoint.name) THEN
         RAISE EXCEPTION 'endpoint "%" already exists', create_endpoint.name
             USING ERRCODE = 'duplicate_object',
                   HINT = 'Choose another name, or change the existing one with webhook.alter_endpoint().';
     END IF;
     INSERT INTO webhook.endpoint (id, name, url, format, token, secret, events, channels, keywords,
-                                  headers, verify, on_response, state, state_reason, verified_at,
-                                  verify_next_at)
+                                  headers, verify, on_response, rate_limit, state, state_reason,
+                                  verified_at, verify_next_at)
     VALUES (new_id,
             coalesce(create_endpoint.name, 'endpoint_' || new_id),
             create_endpoint.url,
             create_endpoint.format,
             coalesce(create_endpoint.token, encode(webhook._random_bytes(24), 'hex')),
-            coalesce(create_endpoint.secret, 'whsec_' || encode(webhook._random_bytes(32), 'base64')),
+            coalesce(create_endpoint.secret, webhook._new_secret()),
             nullif(create_endpoint.events, '{}'),
             nullif(create_endpoint.channels, '{}'),
             nullif(create_endpoint.keywords, '{}'),
@@ -245,6 +266,7 @@ BEGIN
             create_endpoint.verify,
             -- not nullif(), which returns an oid: the text is the qualified signature
             CASE WHEN create_endpoint.on_response <> 0 THEN create_endpoint.on_response::text END,
+            create_endpoint.rate_limit,
             CASE WHEN create_endpoint.verify THEN 'pending' ELSE 'verified' END,
             -- NULL, or why nothing will happen: no worker serves this database
             CASE WHEN create_endpoint.verify THEN webhook._served()
@@ -275,15 +297,16 @@ $$;
 CREATE FUNCTION webhook.alter_endpoint(id bigint, url text = NULL, name text = NULL,
     format text = NULL, token text = NULL, secret text = NULL, events text[] = NULL,
     channels text[] = NULL, keywords text[] = NULL, headers jsonb = NULL,
-    verify boolean = NULL, on_response regprocedure = NULL)
+    verify boolean = NULL, on_response regprocedure = NULL, rate_limit integer = NULL)
     RETURNS webhook.endpoint LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     old webhook.endpoint := webhook._endpoint(id);
     r webhook.endpoint;
     rehandshake boolean;
 BEGIN
+    -- rate_limit => 0 removes the limit
     PERFORM webhook._check_endpoint(url, format, token, secret, events, channels, keywords,
-                                    headers, on_response);
+                                    headers, on_response, nullif(rate_limit, 0));
     IF alter_endpoint.name = '' THEN
         RAISE EXCEPTION 'endpoint name must not be empty' USING ERRCODE = 'invalid_parameter_value';
     END IF;
@@ -308,6 +331,9 @@ BEGIN
     IF alter_endpoint.on_response IS NOT NULL THEN
         r.on_response := CASE WHEN alter_endpoint.on_response <> 0 THEN alter_endpoint.on_response::text END;
     END IF;
+    IF alter_endpoint.rate_limit IS NOT NULL THEN
+        r.rate_limit := nullif(alter_endpoint.rate_limit, 0);
+    END IF;
 
     rehandshake := r.url IS DISTINCT FROM old.url OR r.token IS DISTINCT FROM old.token
                    OR (r.verify AND NOT old.verify);
@@ -329,7 +355,7 @@ BEGIN
     UPDATE webhook.endpoint e SET
         name = r.name, url = r.url, format = r.format, token = r.token, secret = r.secret,
         events = r.events, channels = r.channels, keywords = r.keywords, headers = r.headers,
-        verify = r.verify, on_response = r.on_response, state = r.state,
+        verify = r.verify, on_response = r.on_response, rate_limit = r.rate_limit, state = r.state,
         state_reason = r.state_reason, verified_at = r.verified_at,
         verify_attempts = r.verify_attempts, verify_next_at = r.verify_next_at,
         updated_at = r.updated_at
@@ -411,6 +437,41 @@ BEGIN
        SET state = 'disabled', state_reason = coalesce(reason, 'disabled by hand'),
            verify_next_at = NULL, updated_at = now()
      WHERE e.id = r.id;
+END
+$$;
+
+-- A new secret (generated, or the one given) that signs every request from
+-- now on; the old one signs them too until keep_old has passed, so that
+-- receivers can move to the new one without a gap. Rotating again before
+-- then drops the older of the two.
+CREATE FUNCTION webhook.rotate_secret(id bigint, secret text = NULL,
+    keep_old interval = '24 hours') RETURNS text
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    r webhook.endpoint := webhook._endpoint(id);
+    new_secret text := coalesce(rotate_secret.secret, webhook._new_secret());
+BEGIN
+    PERFORM webhook._check_secret(rotate_secret.secret);
+    IF keep_old IS NULL THEN
+        RAISE EXCEPTION 'keep_old must not be null' USING ERRCODE = 'null_value_not_allowed',
+            HINT = 'It is how long requests are signed with the old secret too; 0 drops it at once.';
+    END IF;
+    IF keep_old < interval '0' THEN
+        RAISE EXCEPTION 'keep_old must not be negative' USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'It is how long requests are signed with the old secret too; 0 drops it at once.';
+    END IF;
+    IF new_secret = r.secret THEN
+        RAISE EXCEPTION 'the new secret is the endpoint''s current secret'
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Give another secret, or leave it out to have one generated.';
+    END IF;
+    UPDATE webhook.endpoint e
+       SET secret = new_secret,
+           previous_secret = CASE WHEN keep_old > interval '0' THEN r.secret END,
+           previous_secret_until = CASE WHEN keep_old > interval '0' THEN now() + keep_old END,
+           updated_at = now()
+     WHERE e.id = r.id;
+    RETURN new_secret;
 END
 $$;
 

@@ -95,3 +95,31 @@ BEGIN
 END
 $$;
 
+
+-- After an outage: a new attempt of every failed delivery of the endpoint
+-- created since `since` (all when NULL), as redeliver() makes one, with the
+-- same webhook-id. A failed delivery that was already sent again (a later
+-- delivery of the same event to the endpoint exists) is left out, so calling
+-- this twice sends nothing twice.
+CREATE FUNCTION webhook.redeliver_failed(endpoint bigint, since timestamptz = NULL) RETURNS bigint
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    ep webhook.endpoint := webhook._endpoint(endpoint);
+    n bigint;
+BEGIN
+    INSERT INTO webhook.delivery (endpoint_id, event_id, event)
+    SELECT d.endpoint_id, d.event_id, d.event
+      FROM webhook.delivery d
+     WHERE d.endpoint_id = ep.id AND d.status = 'failed'
+       AND (redeliver_failed.since IS NULL OR d.created_at >= redeliver_failed.since)
+       AND NOT EXISTS (SELECT FROM webhook.delivery l
+                        WHERE l.endpoint_id = d.endpoint_id AND l.event_id = d.event_id
+                          AND l.id > d.id)
+     ORDER BY d.id;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    IF n > 0 THEN
+        PERFORM webhook._wake(recheck => true);
+    END IF;
+    RETURN n;
+END
+$$;

@@ -265,6 +265,7 @@ su(q{
 	CREATE ROLE app_writer;
 	CREATE ROLE app_emitter;
 	CREATE ROLE webhook_admin;
+	CREATE ROLE webhook_monitor;
 	GRANT USAGE ON SCHEMA chat TO app_writer;
 	GRANT INSERT, UPDATE, DELETE ON chat.message TO app_writer;
 });
