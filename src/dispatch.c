@@ -1,8 +1,9 @@
 /*-------------------------------------------------------------------------
  *
  * dispatch.c
- *		The worker's memory between rounds: the verified endpoints, the jobs
- *		claimed for them, and which job starts next.
+ *		The worker's jobs between rounds: claimed for the verified endpoints
+ *		(endpoints.c), made ready, and which starts next, within the
+ *		concurrency and rate limits.
  *
  * Each endpoint has a ready list; jobs start up to webhook.max_concurrency
  * in flight, at most webhook.endpoint_concurrency per endpoint, one endpoint
@@ -28,22 +29,8 @@
 #include "webhook.h"
 #include "worker.h"
 
-static SPIPlanPtr plan_endpoints;
 static SPIPlanPtr plan_handshakes;
 static SPIPlanPtr plan_render_args;
-
-static void release_job(Job *job);
-
-/*
- * The user's functions come as OIDs: NULL (no on_response, a built-in
- * format), or 0 when no function of the right form has that name
- * (webhook._user_function).
- */
-static const char *sql_endpoints =
-"SELECT id, url, format, token, secret, headers::text,"
-"  webhook._user_function(on_response, 'on_response'), webhook._format_function(format),"
-"  previous_secret, previous_secret_until, rate_limit"
-" FROM webhook.endpoint WHERE state = 'verified'";
 
 /* What a user's format function is called with. $1 delivery. */
 static const char *sql_render_args =
@@ -60,35 +47,14 @@ static const char *sql_handshakes =
 "   AND NOT e.id = ANY ($1)"
 " ORDER BY e.verify_next_at LIMIT 100";
 
-/* Make the endpoint table; once per worker. */
-void
-WebhookDispatchInit(void)
-{
-	HASHCTL		ctl;
-
-	ctl.keysize = sizeof(int64);
-	ctl.entrysize = sizeof(Endpoint);
-	ctl.hcxt = sched.worker_ctx;
-	sched.endpoints = hash_create("webhook endpoints", 64, &ctl,
-								  HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
-}
-
 void
 WebhookDispatchPrepare(void)
 {
 	Oid			t_ids[] = {INT8ARRAYOID};
 	Oid			t_one[] = {INT8OID};
 
-	WebhookPrepare(&plan_endpoints, sql_endpoints, 0, NULL);
 	WebhookPrepare(&plan_handshakes, sql_handshakes, 1, t_ids);
 	WebhookPrepare(&plan_render_args, sql_render_args, 1, t_one);
-}
-
-/* The endpoint with this id, or NULL. */
-Endpoint *
-WebhookEndpoint(int64 id)
-{
-	return hash_search(sched.endpoints, &id, HASH_FIND, NULL);
 }
 
 /* A batch of jobs claimed together: its own context under the worker's. */
@@ -113,158 +79,6 @@ new_job(JobBatch *batch, JobKind kind)
 	job->kind = kind;
 	batch->njobs++;
 	return job;
-}
-
-/* The URL to post to: the channel format carries the token as ?token=. */
-static char *
-delivery_url(const char *url, const char *format, const char *token)
-{
-	if (strcmp(format, "channel") != 0)
-		return pstrdup(url);
-	return WebhookUrlWithToken(url, token);
-}
-
-/*
- * Reload the verified endpoints. Jobs waiting for an endpoint that is no
- * longer verified are dropped from memory and their ids kept in
- * pending_release, to be handed back to the table (until that commits).
- */
-void
-WebhookReloadEndpoints(void)
-{
-	MemoryContext newctx;
-	MemoryContext old;
-	HASH_SEQ_STATUS hs;
-	Endpoint   *ep;
-	uint64		i;
-
-	if (SPI_execute_plan(plan_endpoints, NULL, NULL, false, 0) != SPI_OK_SELECT)
-		elog(ERROR, "could not read webhook.endpoint");
-
-	hash_seq_init(&hs, sched.endpoints);
-	while ((ep = hash_seq_search(&hs)) != NULL)
-		ep->live = false;
-
-	newctx = AllocSetContextCreate(sched.worker_ctx, "webhook endpoints", ALLOCSET_SMALL_SIZES);
-	old = MemoryContextSwitchTo(newctx);
-	for (i = 0; i < SPI_processed; i++)
-	{
-		HeapTuple	tup = SPI_tuptable->vals[i];
-		TupleDesc	desc = SPI_tuptable->tupdesc;
-		int64		id = WebhookGetInt(tup, desc, 1);
-		bool		found;
-		char	   *secret = SPI_getvalue(tup, desc, 5);
-		bool		isnull;
-		TimestampTz previous_until = DatumGetTimestampTz(SPI_getbinval(tup, desc, 10, &isnull));
-
-		ep = hash_search(sched.endpoints, &id, HASH_ENTER, &found);
-		if (!found)
-		{
-			dlist_init(&ep->ready);
-			ep->nready = 0;
-			ep->inflight = 0;
-			ep->next_start = 0;
-		}
-		ep->live = true;
-		ep->url = delivery_url(SPI_getvalue(tup, desc, 2), SPI_getvalue(tup, desc, 3), SPI_getvalue(tup, desc, 4));
-		ep->on_response = (Oid) WebhookGetInt(tup, desc, 7);
-		ep->format = SPI_getvalue(tup, desc, 3);
-		ep->user_format = SPI_getvalue(tup, desc, 8) != NULL;
-		ep->format_fn = (Oid) WebhookGetInt(tup, desc, 8);
-		if (!WebhookDecodeKeys(secret, SPI_getvalue(tup, desc, 9), isnull ? 0 : previous_until,
-							   &ep->keys))
-			ep->live = false;	/* create_endpoint refuses such secrets */
-		ep->rate_limit = (int) WebhookGetInt(tup, desc, 11);
-		WebhookParseHeaders(SPI_getvalue(tup, desc, 6), &ep->nheaders, &ep->headers);
-	}
-	MemoryContextSwitchTo(old);
-	if (sched.endpoint_ctx)
-		MemoryContextDelete(sched.endpoint_ctx);
-	sched.endpoint_ctx = newctx;
-
-	hash_seq_init(&hs, sched.endpoints);
-	while ((ep = hash_seq_search(&hs)) != NULL)
-	{
-		if (ep->live)
-			continue;
-		while (!dlist_is_empty(&ep->ready))
-		{
-			sched.nready--;
-			release_job(dlist_container(Job, node, dlist_pop_head_node(&ep->ready)));
-		}
-		ep->nready = 0;
-		ep->url = NULL;
-		ep->on_response = InvalidOid;
-		ep->format = NULL;
-		ep->headers = NULL;
-		ep->nheaders = 0;
-		if (ep->inflight == 0)
-			hash_search(sched.endpoints, &ep->id, HASH_REMOVE, NULL);
-	}
-}
-
-/*
- * Does the endpoint want more jobs in memory? Below half a batch: so it is
- * refilled a batch at a time, not a few jobs every round.
- */
-static bool
-has_room(Endpoint *ep)
-{
-	return ep->live && ep->nready < Max(webhook_batch_size / 2, 1);
-}
-
-/* Endpoints that can take more jobs into memory. */
-List *
-WebhookEndpointsWithRoom(void)
-{
-	HASH_SEQ_STATUS hs;
-	Endpoint   *ep;
-	List	   *room = NIL;
-
-	hash_seq_init(&hs, sched.endpoints);
-	while ((ep = hash_seq_search(&hs)) != NULL)
-		if (has_room(ep))
-			room = WebhookIdAppend(room, ep->id);
-	return room;
-}
-
-/* How many endpoints are verified. */
-int
-WebhookLiveEndpoints(void)
-{
-	HASH_SEQ_STATUS hs;
-	Endpoint   *ep;
-	int			n = 0;
-
-	hash_seq_init(&hs, sched.endpoints);
-	while ((ep = hash_seq_search(&hs)) != NULL)
-		n += ep->live ? 1 : 0;
-	return n;
-}
-
-/*
- * Is claiming from the queue worth a round: some endpoint has room, or
- * there is no verified endpoint at all (the queue is then drained: an event
- * goes to the endpoints verified when it is fanned out).
- */
-bool
-WebhookWantEvents(void)
-{
-	HASH_SEQ_STATUS hs;
-	Endpoint   *ep;
-	bool		any_live = false;
-
-	hash_seq_init(&hs, sched.endpoints);
-	while ((ep = hash_seq_search(&hs)) != NULL)
-	{
-		if (has_room(ep))
-		{
-			hash_seq_term(&hs);
-			return true;
-		}
-		any_live |= ep->live;
-	}
-	return !any_live;
 }
 
 /*
@@ -393,7 +207,7 @@ WebhookEnqueueJobs(dlist_head *claimed)
 		if (ep == NULL || !ep->live)
 		{
 			/* cannot happen: the claim joined the endpoints of this round */
-			release_job(job);
+			WebhookReleaseJob(job);
 			continue;
 		}
 		dlist_push_tail(&ep->ready, &job->node);
@@ -420,8 +234,8 @@ free_job(Job *job)
  * Drop a claimed delivery from memory; its row is handed back to the table
  * (in_flight = false) by the next round that commits.
  */
-static void
-release_job(Job *job)
+void
+WebhookReleaseJob(Job *job)
 {
 	MemoryContext old = MemoryContextSwitchTo(sched.worker_ctx);
 
@@ -465,7 +279,7 @@ WebhookClaimHandshakes(dlist_head *claimed)
 		job->id = job->endpoint_id = WebhookGetInt(tup, desc, 1);
 		job->endpoint_url = SPI_getvalue(tup, desc, 2);
 		job->token = SPI_getvalue(tup, desc, 3);
-		job->url = delivery_url(job->endpoint_url, SPI_getvalue(tup, desc, 6), job->token);
+		job->url = WebhookDeliveryUrl(job->endpoint_url, SPI_getvalue(tup, desc, 6), job->token);
 		job->challenge = SPI_getvalue(tup, desc, 7);
 		job->attempts = (int) WebhookGetInt(tup, desc, 8);
 		job->keys = palloc0(sizeof(WebhookKeys));

@@ -11,7 +11,8 @@
  *	queue.c		every worker statement on the queue and the waiting
  *				deliveries: the claim and fan-out, the claim floor, due
  *				retries, releases, the next due time, the purge
- *	dispatch.c	the endpoints in memory, the jobs and their batches, fairness
+ *	endpoints.c	the verified endpoints in memory, and which have room
+ *	dispatch.c	the jobs and their batches, fairness
  *				between endpoints, starting requests
  *	http_message.c	what a request and a response are: URLs, form fields,
  *				headers and signatures (signing.c: the HMAC), the blocked
@@ -214,6 +215,7 @@ prepare_plans(Oid queue)
 	if (plans_ready && queue == plans_queue)
 		return;
 	WebhookQueuePrepare(queue);
+	WebhookEndpointsPrepare();
 	WebhookDispatchPrepare();
 	WebhookRecordPrepare();
 	plans_queue = queue;
@@ -456,7 +458,7 @@ WebhookWorkerMain(Datum main_arg)
 										   ALLOCSET_DEFAULT_SIZES);
 	sched.round_ctx = AllocSetContextCreate(sched.worker_ctx, "webhook round",
 											ALLOCSET_DEFAULT_SIZES);
-	WebhookDispatchInit();
+	WebhookEndpointsInit();
 
 	WebhookHttpInit();
 

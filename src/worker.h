@@ -144,7 +144,10 @@ extern void WebhookQueuePurge(TimestampTz now);
 extern void WebhookQueueRoundEnd(bool committed);
 
 /* dispatch.c: the endpoints in memory, the jobs and their starting */
-extern void WebhookDispatchInit(void);
+extern void WebhookEndpointsInit(void);
+extern void WebhookEndpointsPrepare(void);
+extern char *WebhookDeliveryUrl(const char *url, const char *format, const char *token);
+extern void WebhookReleaseJob(Job *job);
 extern void WebhookDispatchPrepare(void);
 extern void WebhookReloadEndpoints(void);
 extern List *WebhookEndpointsWithRoom(void);
