@@ -35,7 +35,8 @@
  *	   the end of the statement: the source's SELECT runs over the
  *	   transition table as the table's owner, its rows are inserted into
  *	   webhook.queue, and WebhookWakeAtCommit() arms the wake-up.
- *	2. At commit the backend sets the worker's latch (webhook.c).
+ *	2. At commit the backend sets the latch of its database's worker
+ *	   (webhook.c, through the database's slot in databases.c).
  *	3. The worker's wait (http.c, WebhookHttpWait) returns; the loop below
  *	   runs a round: one transaction in which queue.c claims the event
  *	   (FOR UPDATE SKIP LOCKED, from the claim floor), deletes it from the
