@@ -125,6 +125,30 @@ ok($node->poll_query_until('postgres',
 		"SELECT EXISTS (SELECT FROM pg_stat_activity WHERE backend_type = 'webhook worker' AND datname = 'beta')"),
 	'its worker back again');
 
+# A session killed while its RENAME (or DROP) waits ends the pause too: the
+# worker comes back. The RENAME stops the worker, then waits to update the
+# database's row, which another open transaction updated.
+my $first = $node->background_psql('postgres');
+$first->query_safe('BEGIN');
+$first->query_safe('ALTER DATABASE beta CONNECTION LIMIT 50');
+my $second = $node->background_psql('postgres', on_error_stop => 0);
+$second->query_until(qr/started/,
+	"SET application_name = 'second_rename';\n\\echo started\nALTER DATABASE beta RENAME TO beta_second;\n");
+ok($node->poll_query_until('postgres', "SELECT wait_event_type = 'Lock' FROM pg_stat_activity
+		WHERE application_name = 'second_rename'"), 'a RENAME waits for another transaction');
+is($node->safe_psql('postgres',
+		"SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'webhook worker' AND datname = 'beta'"),
+	'0', 'with the worker stopped');
+$node->safe_psql('postgres',
+	"SELECT pg_terminate_backend(pid, 10000) FROM pg_stat_activity WHERE application_name = 'second_rename'");
+eval { $second->quit };    # its server side is gone: psql may have left first
+$first->query_safe('ROLLBACK');
+$first->quit;
+ok($node->poll_query_until('postgres',
+		"SELECT EXISTS (SELECT FROM pg_stat_activity WHERE backend_type = 'webhook worker' AND datname = 'beta')"),
+	'its session terminated, the database is served again');
+ok(tick('beta', '/beta2'), 'and delivers');
+
 # Someone else's attempt (refused) does not stop the worker.
 my $alpha_pid = $node->safe_psql('postgres',
 	"SELECT pid FROM pg_stat_activity WHERE backend_type = 'webhook worker' AND datname = 'alpha'");
