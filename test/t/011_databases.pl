@@ -9,7 +9,7 @@ use Test::More;
 use WebhookTest;
 
 # no parallel workers: the slots counted below are the launchers' and workers'
-my $node = webhook_node('dbs', no_schema => 1, conf => "max_parallel_workers_per_gather = 0\n");
+my $node = webhook_node('dbs', no_schema => 1, conf => "max_parallel_workers_per_gather = 0\nmax_prepared_transactions = 2\n");
 my $recv = start_receiver();
 
 # Create an endpoint in $db on $path and wait for its handshake; returns its id.
@@ -85,6 +85,18 @@ ok($node->poll_query_until('postgres',
 is($node->safe_psql('gamma', 'SELECT webhook._served() IS NULL'), 't', 'gamma: served');
 endpoint_in('gamma', '/gamma');
 ok(tick('gamma', '/gamma'), 'gamma delivers its event');
+
+# CREATE EXTENSION in a prepared transaction is refused: COMMIT PREPARED would
+# not tell the launcher, and the database would never be served.
+$node->safe_psql('postgres', 'CREATE DATABASE prepared');
+my ($pret, $pout, $perr) = $node->psql('prepared',
+	"BEGIN; CREATE EXTENSION webhook; PREPARE TRANSACTION 'with_webhook'");
+like($perr, qr/ERROR:  cannot PREPARE a transaction that created extension "webhook"/,
+	'CREATE EXTENSION cannot be prepared');
+is($node->safe_psql('postgres', 'SELECT count(*) FROM pg_prepared_xacts'), '0', 'nothing was prepared');
+is($node->safe_psql('prepared', "SELECT count(*) FROM pg_extension WHERE extname = 'webhook'"), '0',
+	'and the extension is not there');
+$node->safe_psql('postgres', 'DROP DATABASE prepared');
 
 # 3. DROP EXTENSION: the worker goes and is not started again.
 my $offset = -s $node->logfile;
