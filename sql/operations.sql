@@ -49,6 +49,8 @@ SELECT webhook.rotate_secret(:ep, keep_old => '-1 hour');
 \echo :LAST_ERROR_SQLSTATE
 SELECT webhook.rotate_secret(:ep, keep_old => NULL);
 \echo :LAST_ERROR_SQLSTATE
+SELECT webhook.rotate_secret(:ep, keep_old => '1000000 years');
+\echo :LAST_ERROR_SQLSTATE
 SELECT webhook.rotate_secret(-1);
 \echo :LAST_ERROR_SQLSTATE
 SELECT webhook.rotate_secret(NULL);

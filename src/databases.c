@@ -422,6 +422,25 @@ resume_database(int slot, Oid database, bool dropped)
 	WebhookWakeLauncher();
 }
 
+/* A pause (slot and database) as one Datum, for pause_cleanup. */
+static Datum
+pause_datum(int slot, Oid database)
+{
+	return Int64GetDatum((int64) (((uint64) (uint32) slot << 32) | (uint64) database));
+}
+
+/*
+ * The statement failed, or the backend exits (FATAL) during it: end the
+ * pause; the database was not dropped.
+ */
+static void
+pause_cleanup(int code, Datum arg)
+{
+	uint64		v = (uint64) DatumGetInt64(arg);
+
+	resume_database((int) (int32) (uint32) (v >> 32), (Oid) (v & 0xFFFFFFFF), false);
+}
+
 /* Whether a list of DefElem options has this one. */
 static char *
 option_value(List *options, const char *name)
@@ -528,16 +547,16 @@ webhook_utility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTree,
 
 	dropping = drop;
 	slot = pause_database(database);
-	PG_TRY();
+	/*
+	 * Not PG_TRY: a FATAL (pg_terminate_backend while the statement waits for
+	 * other sessions to leave) must end the pause too, or the launcher would
+	 * never serve the database again.
+	 */
+	PG_ENSURE_ERROR_CLEANUP(pause_cleanup, pause_datum(slot, database));
 	{
 		run_utility(pstmt, queryString, readOnlyTree, context, params, queryEnv, dest, qc);
 	}
-	PG_CATCH();
-	{
-		resume_database(slot, database, false);
-		PG_RE_THROW();
-	}
-	PG_END_TRY();
+	PG_END_ENSURE_ERROR_CLEANUP(pause_cleanup, pause_datum(slot, database));
 	resume_database(slot, database, dropping);
 }
 

@@ -200,6 +200,17 @@ webhook_xact_callback(XactEvent event, void *arg)
 			for (int i = 0; i < nlatches; i++)
 				SetLatch(latches[i]);
 			break;
+		case XACT_EVENT_PRE_PREPARE:
+			/*
+			 * COMMIT PREPARED runs no callback of ours: the launcher would
+			 * never hear of the extension, and never serve the database.
+			 */
+			if (launch_pending && webhook_shared != NULL)
+				ereport(ERROR,
+						(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+						 errmsg("cannot PREPARE a transaction that created extension \"webhook\""),
+						 errhint("Create the extension in a transaction that commits directly.")));
+			break;
 		case XACT_EVENT_PREPARE:
 			/*
 			 * Visible only at COMMIT PREPARED, which runs no callback of

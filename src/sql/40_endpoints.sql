@@ -460,6 +460,12 @@ BEGIN
         RAISE EXCEPTION 'keep_old must not be negative' USING ERRCODE = 'invalid_parameter_value',
             HINT = 'It is how long requests are signed with the old secret too; 0 drops it at once.';
     END IF;
+    BEGIN
+        PERFORM now() + keep_old;
+    EXCEPTION WHEN datetime_field_overflow THEN
+        RAISE EXCEPTION 'keep_old is too large' USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'It is how long requests are signed with the old secret too; 0 drops it at once.';
+    END;
     IF new_secret = r.secret THEN
         RAISE EXCEPTION 'the new secret is the endpoint''s current secret'
             USING ERRCODE = 'invalid_parameter_value',

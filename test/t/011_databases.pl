@@ -9,7 +9,7 @@ use Test::More;
 use WebhookTest;
 
 # no parallel workers: the slots counted below are the launchers' and workers'
-my $node = webhook_node('dbs', no_schema => 1, conf => "max_parallel_workers_per_gather = 0\n");
+my $node = webhook_node('dbs', no_schema => 1, conf => "max_parallel_workers_per_gather = 0\nmax_prepared_transactions = 2\n");
 my $recv = start_receiver();
 
 # Create an endpoint in $db on $path and wait for its handshake; returns its id.
@@ -86,6 +86,18 @@ is($node->safe_psql('gamma', 'SELECT webhook._served() IS NULL'), 't', 'gamma: s
 endpoint_in('gamma', '/gamma');
 ok(tick('gamma', '/gamma'), 'gamma delivers its event');
 
+# CREATE EXTENSION in a prepared transaction is refused: COMMIT PREPARED would
+# not tell the launcher, and the database would never be served.
+$node->safe_psql('postgres', 'CREATE DATABASE prepared');
+my ($pret, $pout, $perr) = $node->psql('prepared',
+	"BEGIN; CREATE EXTENSION webhook; PREPARE TRANSACTION 'with_webhook'");
+like($perr, qr/ERROR:  cannot PREPARE a transaction that created extension "webhook"/,
+	'CREATE EXTENSION cannot be prepared');
+is($node->safe_psql('postgres', 'SELECT count(*) FROM pg_prepared_xacts'), '0', 'nothing was prepared');
+is($node->safe_psql('prepared', "SELECT count(*) FROM pg_extension WHERE extname = 'webhook'"), '0',
+	'and the extension is not there');
+$node->safe_psql('postgres', 'DROP DATABASE prepared');
+
 # 3. DROP EXTENSION: the worker goes and is not started again.
 my $offset = -s $node->logfile;
 $node->safe_psql('beta', 'DROP EXTENSION webhook');
@@ -124,6 +136,30 @@ is($ret, 0, 'renamed back') or diag($err);
 ok($node->poll_query_until('postgres',
 		"SELECT EXISTS (SELECT FROM pg_stat_activity WHERE backend_type = 'webhook worker' AND datname = 'beta')"),
 	'its worker back again');
+
+# A session killed while its RENAME (or DROP) waits ends the pause too: the
+# worker comes back. The RENAME stops the worker, then waits to update the
+# database's row, which another open transaction updated.
+my $first = $node->background_psql('postgres');
+$first->query_safe('BEGIN');
+$first->query_safe('ALTER DATABASE beta CONNECTION LIMIT 50');
+my $second = $node->background_psql('postgres', on_error_stop => 0);
+$second->query_until(qr/started/,
+	"SET application_name = 'second_rename';\n\\echo started\nALTER DATABASE beta RENAME TO beta_second;\n");
+ok($node->poll_query_until('postgres', "SELECT wait_event_type = 'Lock' FROM pg_stat_activity
+		WHERE application_name = 'second_rename'"), 'a RENAME waits for another transaction');
+is($node->safe_psql('postgres',
+		"SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'webhook worker' AND datname = 'beta'"),
+	'0', 'with the worker stopped');
+$node->safe_psql('postgres',
+	"SELECT pg_terminate_backend(pid, 10000) FROM pg_stat_activity WHERE application_name = 'second_rename'");
+eval { $second->quit };    # its server side is gone: psql may have left first
+$first->query_safe('ROLLBACK');
+$first->quit;
+ok($node->poll_query_until('postgres',
+		"SELECT EXISTS (SELECT FROM pg_stat_activity WHERE backend_type = 'webhook worker' AND datname = 'beta')"),
+	'its session terminated, the database is served again');
+ok(tick('beta', '/beta2'), 'and delivers');
 
 # Someone else's attempt (refused) does not stop the worker.
 my $alpha_pid = $node->safe_psql('postgres',
