@@ -111,10 +111,10 @@ SELECT token FROM webhook.endpoint;
 SELECT * FROM webhook.endpoint;
 \echo :LAST_ERROR_SQLSTATE
 RESET ROLE;
--- A monitoring role: SELECT on the two views, EXECUTE on the function behind
--- worker_status (README's grants block); the endpoints' secrets stay hidden.
+-- A monitoring role: SELECT on the two views, EXECUTE on the functions they
+-- call (README's grants block); the endpoints' secrets stay hidden.
 GRANT SELECT ON webhook.endpoint_status, webhook.worker_status TO regress_webhook_reader;
-GRANT EXECUTE ON FUNCTION webhook._worker_status() TO regress_webhook_reader;
+GRANT EXECUTE ON FUNCTION webhook._worker_status(), webhook._served() TO regress_webhook_reader;
 SET ROLE regress_webhook_reader;
 SELECT name, state, pending, failed, delivered_1h, failed_1h, last_error FROM webhook.endpoint_status;
 SELECT count(*) >= 0 AS workers FROM webhook.worker_status;
@@ -122,7 +122,7 @@ SELECT * FROM webhook.delivery;
 \echo :LAST_ERROR_SQLSTATE
 RESET ROLE;
 REVOKE ALL ON webhook.endpoint_status, webhook.worker_status FROM regress_webhook_reader;
-REVOKE ALL ON FUNCTION webhook._worker_status() FROM regress_webhook_reader;
+REVOKE ALL ON FUNCTION webhook._worker_status(), webhook._served() FROM regress_webhook_reader;
 
 SELECT webhook.drop_endpoint(:ep);
 

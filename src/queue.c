@@ -415,7 +415,10 @@ webhook_claim(PG_FUNCTION_ARGS)
 	uint64		count;
 
 	if (!OidIsValid(queue))
-		elog(ERROR, "webhook.queue is not ready");
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("the webhook extension's queue is not there"),
+				 errdetail("The extension is being dropped or created in this transaction.")));
 	if (!callbacks)
 	{
 		RegisterXactCallback(claim_xact_callback, NULL);

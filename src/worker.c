@@ -247,6 +247,9 @@ round_body(dlist_head *recording, dlist_head *claimed, dlist_head *handshakes,
 	if (!*recovered)
 	{
 		WebhookQueueRecover();
+		/* reasons the API stored while no worker served the database */
+		if (SPI_execute("SELECT webhook._now_served()", false, 0) != SPI_OK_SELECT)
+			elog(ERROR, "could not clear the reasons of an unserved database");
 		*recovered = true;
 	}
 

@@ -42,6 +42,19 @@ CREATE FUNCTION webhook._schema_name(rel regclass) RETURNS text
 CREATE FUNCTION webhook._served() RETURNS text
     LANGUAGE c STABLE AS 'MODULE_PATHNAME', 'webhook_served';
 
+-- Run by a worker as it starts serving the database: the reasons the API
+-- wrote while no worker served it (webhook._served() at the time, in the
+-- endpoints not yet handshaken and in those verified without one) are
+-- stale. Any other reason was written by a worker, or by disable_endpoint.
+CREATE FUNCTION webhook._now_served() RETURNS void
+    LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
+UPDATE webhook.endpoint
+   SET state_reason = CASE WHEN verify THEN NULL ELSE 'verification skipped (verify => false)' END
+ WHERE ((state = 'pending' AND verify AND verify_attempts = 0 AND state_reason IS NOT NULL)
+        OR (state = 'verified' AND NOT verify
+            AND state_reason IS DISTINCT FROM 'verification skipped (verify => false)'))
+$$;
+
 -- Run by CREATE EXTENSION: the launcher starts this database's worker at
 -- commit; warns now, with a hint, when no worker can serve the database.
 CREATE FUNCTION webhook._serve() RETURNS void

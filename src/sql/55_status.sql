@@ -8,12 +8,18 @@
 -- attempted_at, when a result was recorded; a delivery keeps only its last
 -- attempt's duration and error), its newest success, its newest error.
 CREATE VIEW webhook.endpoint_status AS
-SELECT e.id, e.name, e.state, e.state_reason,
+SELECT e.id, e.name, e.state,
+       -- why nothing is delivered, as it is now: a reason stored while the
+       -- database was not served may have been made good since (a worker
+       -- clears those as it starts), or the database no longer served
+       CASE WHEN s.why IS NULL OR pg_catalog.strpos(e.state_reason, s.why) > 0 THEN e.state_reason
+            ELSE pg_catalog.concat_ws('; ', e.state_reason, s.why) END AS state_reason,
        c.pending, c.failed, h.delivered_1h, h.failed_1h,
        ok.delivered_at AS last_delivered_at,
        err.last_error, err.attempted_at AS last_error_at,
        h.p50_ms_1h, h.p99_ms_1h
   FROM webhook.endpoint e
+  CROSS JOIN (SELECT webhook._served() AS why) s
   CROSS JOIN LATERAL (
     SELECT pg_catalog.count(*) FILTER (WHERE d.status = 'pending') AS pending,
            pg_catalog.count(*) FILTER (WHERE d.status = 'failed') AS failed

@@ -182,6 +182,13 @@ my $beta_ep = $node->safe_psql('beta',
 is($node->safe_psql('beta', "SELECT state || ': ' || state_reason FROM webhook.endpoint WHERE id = $beta_ep"),
 	'pending: database "beta" is not in webhook.databases, so no worker serves it',
 	'beta: a new endpoint says why nothing happens');
+my $beta_nv = $node->safe_psql('beta',
+	"SELECT id FROM webhook.create_endpoint('" . $recv->url('/beta4') . "', verify => false)");
+my $unlisted = 'database "beta" is not in webhook.databases, so no worker serves it';
+is($node->safe_psql('beta', "SELECT string_agg(name || ': ' || state_reason, ' | ' ORDER BY id)
+		FROM webhook.endpoint_status"),
+	"endpoint_1: $unlisted | endpoint_2: $unlisted | endpoint_3: verification skipped (verify => false); $unlisted",
+	'beta: endpoint_status gives the reason as it is now, once, whenever the endpoint was made');
 ok(tick('alpha', '/alpha'), 'alpha still delivers');
 
 # An unserved database is told at CREATE EXTENSION.
@@ -201,6 +208,11 @@ ok($node->poll_query_until('postgres',
 ok(wait_until(sub {
 		$node->safe_psql('beta', "SELECT state FROM webhook.endpoint WHERE id = $beta_ep") eq 'verified' }),
 	'beta: the pending endpoint is verified');
+ok($node->poll_query_until('beta', "SELECT state_reason FROM webhook.endpoint WHERE id = $beta_nv",
+		'verification skipped (verify => false)'),
+	'beta: a worker serving the database clears the reason stored while it was not served');
+is($node->safe_psql('beta', "SELECT count(*) FROM webhook.endpoint_status WHERE state_reason LIKE '%webhook.databases%'"),
+	'0', 'beta: and endpoint_status no longer gives it');
 ok($node->poll_query_until('postgres',
 		"SELECT EXISTS (SELECT FROM pg_stat_activity WHERE backend_type = 'webhook worker' AND datname = 'delta')"),
 	'delta: served too');

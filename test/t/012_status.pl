@@ -88,7 +88,7 @@ ok(sq("SELECT last_round_at > started_at FROM webhook.worker_status") eq 't', 'l
 # behind worker_status), as README's grants block says; nothing else.
 sq("CREATE ROLE webhook_monitor LOGIN;
    GRANT SELECT ON webhook.endpoint_status, webhook.worker_status TO webhook_monitor;
-   GRANT EXECUTE ON FUNCTION webhook._worker_status() TO webhook_monitor;");
+   GRANT EXECUTE ON FUNCTION webhook._worker_status(), webhook._served() TO webhook_monitor;");
 my ($ret, $out, $err) = $node->psql('postgres', 'SELECT count(*) FROM webhook.endpoint_status',
 	extra_params => [ '-U', 'webhook_monitor' ]);
 is($out, '3', 'the monitoring role reads endpoint_status');
