@@ -4,6 +4,7 @@
 # clusters. Run as root on a fresh machine, or as a user who can sudo.
 # Arguments go to make: bash test/run.sh REGRESS= PROVE_TESTS=test/t/001_delivery.pl
 set -euo pipefail
+WEBHOOK_TESTS=1
 source "$(dirname "$0")/setup.sh"
 
 # Test a copy the server's user owns: results/ and tmp_check/ land there.

@@ -7,10 +7,16 @@ set -euo pipefail
 src=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 PG_BIN=/usr/lib/postgresql/15/bin
 packages="postgresql-15 postgresql-server-dev-15 postgresql-common libcurl4-openssl-dev
-  libipc-run-perl python3 make gcc prometheus-postgres-exporter ${EXTRA_PACKAGES:-}"
-# node and npm run the official Standard Webhooks verifier in the tests
-# (test/node); a machine that has them from elsewhere (nodesource) keeps them.
-command -v node >/dev/null && command -v npm >/dev/null || packages="$packages nodejs npm"
+  libipc-run-perl python3 make gcc ${EXTRA_PACKAGES:-}"
+# The tests (test/run.sh sets WEBHOOK_TESTS=1) also scrape Debian's
+# prometheus exporter, and run the official Standard Webhooks verifier with
+# node and npm (test/node); a machine that has node and npm from elsewhere
+# (nodesource) keeps them.
+tests=${WEBHOOK_TESTS:-0}
+if [ "$tests" = 1 ]; then
+    packages="$packages prometheus-postgres-exporter"
+    command -v node >/dev/null && command -v npm >/dev/null || packages="$packages nodejs npm"
+fi
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
@@ -21,8 +27,8 @@ if [ -n "$missing" ]; then
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null
 fi
 
-if [ ! -d "$src/test/node/node_modules/standardwebhooks" ] ||
-   [ "$src/test/node/package-lock.json" -nt "$src/test/node/node_modules/.package-lock.json" ]; then
+if [ "$tests" = 1 ] && { [ ! -d "$src/test/node/node_modules/standardwebhooks" ] ||
+   [ "$src/test/node/package-lock.json" -nt "$src/test/node/node_modules/.package-lock.json" ]; }; then
     echo "== installing the test verifier (npm ci in test/node)"
     (cd "$src/test/node" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
 fi

@@ -113,6 +113,9 @@ my $h = IPC::Run::start(
 	  '--disable-default-metrics', '--disable-settings-metrics' ],
 	'<', \undef, '>', $exporter_log, '2>', $exporter_log,
 	init => sub {
+		# lib/pq panics on some libpq variables (PGSYSCONFDIR, which
+		# pg_virtualenv sets): the data source says all it needs
+		delete $ENV{$_} for grep { /^PG/ } keys %ENV;
 		$ENV{DATA_SOURCE_NAME} = "host=$host port=" . $node->port
 		  . ' user=webhook_monitor dbname=postgres sslmode=disable';
 	});
