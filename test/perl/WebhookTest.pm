@@ -19,7 +19,7 @@ use Test::More;
 use Time::HiRes qw(time usleep);
 
 our @EXPORT = qw(webhook_node start_receiver wait_until wait_idle wait_events_done
-  event_id json_decode verify_signature slackchat_schema create_endpoint);
+  event_id json_decode verify_signature slackchat_schema create_endpoint burst);
 
 my $json = JSON::PP->new->canonical;
 
@@ -142,6 +142,21 @@ sub wait_events_done
 	return $node->poll_query_until('postgres',
 		qq{SELECT NOT EXISTS (SELECT FROM webhook.queue WHERE id IN ($ids))
 		     AND NOT EXISTS (SELECT FROM webhook.delivery WHERE event_id IN ($ids) AND status = 'pending')});
+}
+
+# Insert $n messages into the example schema's message table on $node, each
+# in its own transaction, with channel_id $tag.
+sub burst
+{
+	my ($node, $n, $tag) = @_;
+	$node->safe_psql('postgres', qq{
+		DO \$\$ BEGIN
+		FOR i IN 1 .. $n LOOP
+			INSERT INTO message (channel_id, content) VALUES ('$tag', '$tag ' || i);
+			COMMIT;
+		END LOOP;
+		END \$\$});
+	return;
 }
 
 # The event (queue id) of a request, from its webhook-id msg_<event>_<endpoint>.

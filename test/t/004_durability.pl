@@ -22,21 +22,6 @@ sub received_events
 	return \%ids;
 }
 
-# Insert $n messages, each in its own transaction; returns their event ids.
-sub burst
-{
-	my ($n, $tag) = @_;
-	my $first = $node->safe_psql('postgres', "SELECT coalesce(max(id), 0) FROM webhook.queue");
-	$node->safe_psql('postgres', qq{
-		DO \$\$ BEGIN
-		FOR i IN 1 .. $n LOOP
-			INSERT INTO message (channel_id, content) VALUES ('$tag', '$tag ' || i);
-			COMMIT;
-		END LOOP;
-		END \$\$});
-	return;
-}
-
 sub all_delivered
 {
 	my ($tag, $n) = @_;
@@ -52,7 +37,7 @@ sub all_delivered
 
 # 1. The receiver is down during a burst of 2,000, then comes back.
 $recv->stop;
-burst(2000, 'down');
+burst($node, 2000, 'down');
 ok(wait_until(sub {
 	$node->safe_psql('postgres', "SELECT count(*) FROM webhook.delivery WHERE last_error IS NOT NULL") > 0 }),
 	'deliveries fail while the receiver is down');
@@ -69,7 +54,7 @@ ok($node->poll_query_until('postgres',
 # which takes seconds on a loaded machine still lands in its middle
 $recv->set_script(delay => 0.05);
 my $before = scalar($recv->deliveries('/hook'));
-burst(5000, 'crash');
+burst($node, 5000, 'crash');
 ok(wait_until(sub { scalar($recv->deliveries('/hook')) >= $before + 200 }), 'burst under way');
 $node->stop('immediate');
 my $mid = scalar($recv->deliveries('/hook')) - $before;
@@ -85,7 +70,7 @@ ok($node->poll_query_until('postgres', 'SELECT count(*) FROM webhook.queue', '0'
 
 # 3. The worker killed with SIGKILL in the middle of a burst.
 $before = scalar($recv->deliveries('/hook'));
-burst(3000, 'kill');
+burst($node, 3000, 'kill');
 ok(wait_until(sub { scalar($recv->deliveries('/hook')) >= $before + 200 }), 'second burst under way');
 my $pid = $node->safe_psql('postgres', "SELECT pid FROM pg_stat_activity WHERE backend_type = 'webhook worker'");
 ok($pid, 'worker found');

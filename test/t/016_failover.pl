@@ -40,20 +40,6 @@ sub received_events
 	return \%ids;
 }
 
-# Insert $n messages on $node, each in its own transaction.
-sub burst
-{
-	my ($node, $n, $tag) = @_;
-	$node->safe_psql('postgres', qq{
-		DO \$\$ BEGIN
-		FOR i IN 1 .. $n LOOP
-			INSERT INTO message (channel_id, content) VALUES ('$tag', '$tag ' || i);
-			COMMIT;
-		END LOOP;
-		END \$\$});
-	return;
-}
-
 # The primary delivers before there is a standby.
 burst($primary, 20, 'before');
 ok(wait_idle($primary), 'the primary delivers its first events');
