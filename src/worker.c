@@ -14,6 +14,7 @@
  *	endpoints.c	the verified endpoints in memory, and which have room
  *	dispatch.c	the jobs and their batches, fairness
  *				between endpoints, starting requests
+ *	render.c	the bodies of the built-in formats, in C from the event
  *	http_message.c	what a request and a response are: URLs, form fields,
  *				headers and signatures (signing.c: the HMAC), the blocked
  *				networks, the decoding of responses
@@ -41,8 +42,9 @@
  *	   runs a round: one transaction in which queue.c claims the event
  *	   (FOR UPDATE SKIP LOCKED, from the claim floor), deletes it from the
  *	   queue and inserts one webhook.delivery row per matching verified
- *	   endpoint, rendering the bodies of those held in memory; dispatch.c
- *	   makes them jobs in the round's batch.
+ *	   endpoint, returning the event of those held in memory; dispatch.c
+ *	   makes them jobs in the round's batch, with their bodies rendered
+ *	   by render.c (a user's format function is called as its owner).
  *	4. After the commit the jobs join their endpoints' ready lists
  *	   (dispatch.c) and start within the concurrency limits: http.c hands
  *	   each request to libcurl with the headers http_message.c makes and

@@ -16,6 +16,7 @@
 #include "lib/ilist.h"
 #include "nodes/pg_list.h"
 #include "utils/hsearch.h"
+#include "utils/jsonb.h"
 #include "utils/timestamp.h"
 
 #include "http.h"
@@ -43,6 +44,7 @@ typedef struct Endpoint
 	char	   *url;			/* with ?token= for the channel format */
 	Oid			on_response;	/* InvalidOid: none */
 	char	   *format;			/* the format's name */
+	char	   *token;			/* for the body of the slackchat format */
 	bool		user_format;	/* a user's function, not a built-in */
 	Oid			format_fn;		/* that function; InvalidOid when it is gone */
 	WebhookKeys keys;
@@ -162,6 +164,9 @@ extern void WebhookStartReadyJobs(void);
 extern void WebhookJobDone(Job *job);
 extern void WebhookFreeJobs(dlist_head *jobs);
 extern void WebhookReleaseRecorded(dlist_head *recorded);
+
+/* render.c: the built-in formats */
+extern char *WebhookRenderBuiltin(const char *format, Jsonb *event, const char *token);
 
 /* record.c: results, the retry policy, handshake verdicts, on_response */
 extern void WebhookRecordPrepare(void);
