@@ -20,7 +20,8 @@
  *				networks, the decoding of responses
  *	http.c		the engines: the worker's async one (curl's multi handle
  *				waited on with the latch) and the backends' sync one
- *	record.c	results, the retry policy, handshake verdicts, on_response
+ *	record.c	results, the retry policy, on_response (handshake.c: the
+ *				verdict of a handshake)
  *	worker.c	this file: the loop, the waits, the round's transaction
  *
  * and beside them: webhook.c (entry point, shared memory, wake at commit),

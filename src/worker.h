@@ -168,7 +168,23 @@ extern void WebhookReleaseRecorded(dlist_head *recorded);
 /* render.c: the built-in formats */
 extern char *WebhookRenderBuiltin(const char *format, Jsonb *event, const char *token);
 
-/* record.c: results, the retry policy, handshake verdicts, on_response */
+/* What a handshake makes of its endpoint. */
+typedef struct HandshakeVerdict
+{
+	const char *state;			/* verified, unverified or pending */
+	char	   *reason;			/* state_reason; NULL for none */
+	int64		next_ms;		/* pending: when to try again; -1 otherwise */
+} HandshakeVerdict;
+
+/* handshake.c: a handshake's verdict */
+extern void WebhookHandshakePrepare(void);
+extern HandshakeVerdict WebhookJudgeHandshake(int status, const char *body, const char *error,
+											  const char *challenge, int64 retry_ms);
+extern void WebhookStoreHandshake(int64 endpoint_id, const char *url, const char *token,
+								  HandshakeVerdict v);
+
+/* record.c: results, the retry policy, on_response */
+extern int64 WebhookRetryDelay(int attempts_made, int64 at_least_ms);
 extern void WebhookRecordPrepare(void);
 extern void WebhookRecordResults(dlist_head *done);
 
