@@ -44,13 +44,13 @@ static const char *sql_record =
 "  status = u.status, attempts = d.attempts + 1, in_flight = false,"
 "  next_attempt_at = CASE WHEN u.delay_ms IS NULL THEN d.next_attempt_at"
 "                    ELSE pg_catalog.now() + u.delay_ms * interval '1 millisecond' END,"
-"  response_status = u.rs, response_headers = u.rh::jsonb, response_body = u.rb,"
+"  response_status = u.rs, response_headers = u.rh, response_body = u.rb,"
 "  last_error = u.err,"
 "  delivered_at = CASE WHEN u.status = 'delivered' THEN pg_catalog.now() END,"
 "  attempted_at = pg_catalog.now(),"
 "  duration = u.dur_us * interval '1 microsecond'"
 " FROM ROWS FROM (pg_catalog.unnest($1::bigint[]), pg_catalog.unnest($2::text[]),"
-"   pg_catalog.unnest($3::bigint[]), pg_catalog.unnest($4::integer[]), pg_catalog.unnest($5::text[]),"
+"   pg_catalog.unnest($3::bigint[]), pg_catalog.unnest($4::integer[]), pg_catalog.unnest($5::jsonb[]),"
 "   pg_catalog.unnest($6::text[]), pg_catalog.unnest($7::text[]), pg_catalog.unnest($8::bigint[]))"
 "   AS u(id, status, delay_ms, rs, rh, rb, err, dur_us)"
 " WHERE d.id = u.id AND d.id = ANY ($1)";
@@ -68,13 +68,13 @@ static const char *sql_record_once =
 "    duration, in_flight)"
 "  SELECT u.endpoint_id, u.event_id, u.event, u.status, u.attempts,"
 "    pg_catalog.now() + coalesce(u.delay_ms, 0) * interval '1 millisecond',"
-"    u.rs, u.rh::jsonb, u.rb, u.err,"
+"    u.rs, u.rh, u.rb, u.err,"
 "    CASE WHEN u.status = 'delivered' THEN pg_catalog.now() END,"
 "    CASE WHEN u.attempts > 0 THEN pg_catalog.now() END,"
 "    u.dur_us * interval '1 microsecond', u.in_flight"
 "  FROM ROWS FROM (pg_catalog.unnest($1::bigint[]), pg_catalog.unnest($2::bigint[]),"
 "    pg_catalog.unnest($3::jsonb[]), pg_catalog.unnest($4::text[]), pg_catalog.unnest($5::integer[]),"
-"    pg_catalog.unnest($6::bigint[]), pg_catalog.unnest($7::integer[]), pg_catalog.unnest($8::text[]),"
+"    pg_catalog.unnest($6::bigint[]), pg_catalog.unnest($7::integer[]), pg_catalog.unnest($8::jsonb[]),"
 "    pg_catalog.unnest($9::text[]), pg_catalog.unnest($10::text[]), pg_catalog.unnest($11::bigint[]),"
 "    pg_catalog.unnest($12::boolean[]))"
 "    AS u(endpoint_id, event_id, event, status, attempts, delay_ms, rs, rh, rb, err, dur_us, in_flight)"
@@ -113,13 +113,13 @@ void
 WebhookRecordPrepare(void)
 {
 	Oid			t_record[] = {INT8ARRAYOID, TEXTARRAYOID, INT8ARRAYOID, INT4ARRAYOID,
-	TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID, INT8ARRAYOID};
+	JSONBARRAYOID, TEXTARRAYOID, TEXTARRAYOID, INT8ARRAYOID};
 	Oid			t_one[] = {INT8OID};
 	Oid			t_ids[] = {INT8ARRAYOID};
 	Oid			t_fail[] = {INT8ARRAYOID, INT4OID};
 
 	Oid			t_once[] = {INT8ARRAYOID, INT8ARRAYOID, JSONBARRAYOID, TEXTARRAYOID, INT4ARRAYOID,
-	INT8ARRAYOID, INT4ARRAYOID, TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID, INT8ARRAYOID, BOOLARRAYOID};
+	INT8ARRAYOID, INT4ARRAYOID, JSONBARRAYOID, TEXTARRAYOID, TEXTARRAYOID, INT8ARRAYOID, BOOLARRAYOID};
 
 	WebhookPrepare(&plan_record, sql_record, 8, t_record);
 	WebhookPrepare(&plan_record_once, sql_record_once, lengthof(t_once), t_once);
@@ -162,7 +162,7 @@ WebhookRetryDelay(int attempts_made, int64 at_least_ms)
  * delivery as recorded; the error text, or NULL.
  */
 static char *
-call_on_response(Job *job, Oid fn, int status, const char *headers, const char *body)
+call_on_response(Job *job, Oid fn, int status, Jsonb *headers, const char *body)
 {
 	Datum		arg = Int64GetDatum(job->id);
 	Datum		args[4];
@@ -174,7 +174,7 @@ call_on_response(Job *job, Oid fn, int status, const char *headers, const char *
 		elog(ERROR, "could not read delivery %lld", (long long) job->id);
 	args[0] = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
 	args[1] = Int32GetDatum(status);
-	args[2] = DirectFunctionCall1(jsonb_in, CStringGetDatum(headers));
+	args[2] = JsonbPGetDatum(headers);
 	args[3] = CStringGetTextDatum(body);
 	{
 		Oid			argtypes[4] = {WebhookRowType("delivery"), INT4OID, JSONBOID, TEXTOID};
@@ -250,6 +250,8 @@ results_init(Results *r, int cap)
 	PointerGetDatum(construct_md_array(d, nulls, 1, &(n), (int[]) {1}, INT4OID, 4, true, TYPALIGN_INT))
 #define TEXT_ARRAY(d, nulls, n) \
 	PointerGetDatum(construct_md_array(d, nulls, 1, &(n), (int[]) {1}, TEXTOID, -1, false, TYPALIGN_INT))
+#define JSONB_ARRAY(d, nulls, n) \
+	PointerGetDatum(construct_md_array(d, nulls, 1, &(n), (int[]) {1}, JSONBOID, -1, false, TYPALIGN_INT))
 
 /* UPDATE the delivery rows of r. */
 static void
@@ -261,7 +263,7 @@ write_rows(Results *r)
 	v[1] = TEXT_ARRAY(r->status, NULL, r->n);
 	v[2] = INT8_ARRAY(r->delay, r->n_delay, r->n);
 	v[3] = INT4_ARRAY(r->rs, r->n_rs, r->n);
-	v[4] = TEXT_ARRAY(r->rh, r->n_rh, r->n);
+	v[4] = JSONB_ARRAY(r->rh, r->n_rh, r->n);
 	v[5] = TEXT_ARRAY(r->rb, r->n_rb, r->n);
 	v[6] = TEXT_ARRAY(r->err, r->n_err, r->n);
 	v[7] = INT8_ARRAY(r->dur, NULL, r->n);
@@ -278,12 +280,12 @@ write_once(Results *r)
 
 	v[0] = INT8_ARRAY(r->endpoint, NULL, r->n);
 	v[1] = INT8_ARRAY(r->event_id, NULL, r->n);
-	v[2] = PointerGetDatum(construct_array(r->event, r->n, JSONBOID, -1, false, TYPALIGN_INT));
+	v[2] = JSONB_ARRAY(r->event, NULL, r->n);
 	v[3] = TEXT_ARRAY(r->status, NULL, r->n);
 	v[4] = INT4_ARRAY(r->attempts, NULL, r->n);
 	v[5] = INT8_ARRAY(r->delay, r->n_delay, r->n);
 	v[6] = INT4_ARRAY(r->rs, r->n_rs, r->n);
-	v[7] = TEXT_ARRAY(r->rh, r->n_rh, r->n);
+	v[7] = JSONB_ARRAY(r->rh, r->n_rh, r->n);
 	v[8] = TEXT_ARRAY(r->rb, r->n_rb, r->n);
 	v[9] = TEXT_ARRAY(r->err, r->n_err, r->n);
 	v[10] = INT8_ARRAY(r->dur, r->n_dur, r->n);
@@ -366,7 +368,7 @@ WebhookRecordResults(dlist_head *done)
 	struct
 	{
 		Job		   *job;
-		char	   *headers;
+		Jsonb	   *headers;
 		char	   *body;
 	}		   *calls;
 	int			ncalls = 0;
@@ -404,7 +406,7 @@ WebhookRecordResults(dlist_head *done)
 		WebhookRequest *req = &job->req;
 		bool		got_response = req->outcome == WEBHOOK_HTTP_RESPONSE;
 		int64		retry_after = 0;
-		char	   *hjson = got_response ? WebhookResponseHeaders(req, &retry_after) : NULL;
+		Jsonb	   *hjson = got_response ? WebhookResponseHeaders(req, &retry_after) : NULL;
 		char	   *body = got_response ? WebhookResponseBody(req) : NULL;
 		char	   *error = NULL;
 		Results    *r = job->once ? &once : &rows;
@@ -449,7 +451,7 @@ WebhookRecordResults(dlist_head *done)
 		if (got_response)
 		{
 			r->rs[n] = Int32GetDatum((int32) req->status);
-			r->rh[n] = CStringGetTextDatum(hjson);
+			r->rh[n] = JsonbPGetDatum(hjson);
 			r->rb[n] = CStringGetTextDatum(body);
 		}
 		else
