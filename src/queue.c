@@ -260,14 +260,17 @@ mark_ripe(void)
 
 /*
  * Is the extension installed here, and not being created? Returns its
- * webhook.queue, or InvalidOid.
+ * webhook.queue, or InvalidOid. extension: look for the extension's own
+ * row too (an index scan of pg_extension, where the rest are cache
+ * lookups); its tables go with it, so the worker does only at its full
+ * checks.
  */
 Oid
-WebhookQueueReady(void)
+WebhookQueueReady(bool extension)
 {
 	Oid			nsp;
 
-	if (!OidIsValid(get_extension_oid("webhook", true)))
+	if (extension && !OidIsValid(get_extension_oid("webhook", true)))
 		return InvalidOid;
 	nsp = get_namespace_oid("webhook", true);
 	if (!OidIsValid(nsp) || !OidIsValid(get_relname_relid("delivery", nsp)))
@@ -416,7 +419,7 @@ webhook_claim(PG_FUNCTION_ARGS)
 {
 	static bool callbacks = false;
 	int32		n = PG_GETARG_INT32(0);
-	Oid			queue = WebhookQueueReady();
+	Oid			queue = WebhookQueueReady(true);
 	MemoryContext caller = CurrentMemoryContext;
 	bool		ripe;
 	Datum		v[2];

@@ -248,9 +248,9 @@ round_body(dlist_head *recording, dlist_head *claimed, dlist_head *handshakes,
 		   bool *recovered)
 {
 	List	   *room;
-	TimestampTz now;
+	TimestampTz now = GetCurrentTimestamp();
 	bool		more = false;
-	Oid			queue = WebhookQueueReady();
+	Oid			queue = WebhookQueueReady(!plans_ready || now >= sched.next_full_check);
 
 	if (!OidIsValid(queue))
 		return false;

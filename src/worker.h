@@ -141,7 +141,7 @@ extern void WebhookAllowSeqscans(bool on);
 
 /* queue.c: every statement on webhook.queue and the claims */
 extern void WebhookQueuePrepare(Oid queue);
-extern Oid	WebhookQueueReady(void);
+extern Oid	WebhookQueueReady(bool extension);
 extern void WebhookQueueRecover(void);
 extern bool WebhookQueueClaimDue(List *room, dlist_head *claimed);
 extern void WebhookQueueClaimEvents(List *room, dlist_head *claimed);
