@@ -8,6 +8,7 @@ database while the worker works; the time of the last arrival ends each
 measurement. Phases run one after the other and each starts with nothing in
 flight.
 """
+import glob
 import json
 import math
 import os
@@ -159,32 +160,59 @@ def wait_deliveries(n, keep=False, timeout=None, partial=False):
 
 # ---------------------------------------------------------------- the worker
 
+def worker_pids():
+    """The delivery workers of this database, lowest pid first: those
+    webhook.worker_status shows (with webhook.workers_per_database there may
+    be several, sharing the work by event id), or, should that view fail,
+    the backends pg_stat_activity calls 'webhook worker'."""
+    try:
+        return [r[0] for r in q("SELECT pid FROM webhook.worker_status "
+                                "WHERE database = current_database() ORDER BY pid")]
+    except psycopg2.Error:
+        return [r[0] for r in q("SELECT pid FROM pg_stat_activity WHERE backend_type = 'webhook worker' "
+                                "AND datname = current_database() ORDER BY pid")]
+
+
 def worker_pid():
-    return q1("SELECT pid FROM pg_stat_activity WHERE backend_type = 'webhook worker'")
+    """One worker (the first), for the checks that need only to know one runs."""
+    pids = worker_pids()
+    return pids[0] if pids else None
 
 
-STOPPED = os.path.join(DIR, "worker-stopped.pid")     # run.sh's cleanup continues it
+STOPPED = os.path.join(DIR, "worker-stopped.pid")     # run.sh's cleanup continues them
 
 
-def stop_worker(pid):
-    """SIGSTOP the worker between rounds: stopped inside one, it could hold
-    a lock (a buffer mapping lock, say) that every other backend then waits
-    for. It reports its state before its round takes any lock."""
-    with open(STOPPED, "w") as f:
-        f.write(str(pid))
-    deadline = time.time() + 30
-    while True:
-        os.kill(pid, signal.SIGSTOP)
-        if q1("SELECT state FROM pg_stat_activity WHERE pid = %s", (pid,)) == "idle":
-            return
-        os.kill(pid, signal.SIGCONT)
-        if time.time() > deadline:
-            raise RuntimeError("the worker was never idle for 30 s: cannot stop it safely")
-        time.sleep(0.01)
+def stop_workers(pids):
+    """SIGSTOP every worker, each between rounds: stopped inside one, it
+    could hold a lock (a buffer mapping lock, say) that every other backend
+    then waits for. A worker reports its state before its round takes any
+    lock."""
+    stopped = []
+    try:
+        for pid in pids:
+            stopped.append(pid)
+            with open(STOPPED, "w") as f:
+                f.write(" ".join(map(str, stopped)))
+            deadline = time.time() + 30
+            while True:
+                os.kill(pid, signal.SIGSTOP)
+                if q1("SELECT state FROM pg_stat_activity WHERE pid = %s", (pid,)) == "idle":
+                    break
+                os.kill(pid, signal.SIGCONT)
+                if time.time() > deadline:
+                    raise RuntimeError(f"worker {pid} was never idle for 30 s: cannot stop it safely")
+                time.sleep(0.01)
+    except BaseException:
+        continue_workers(stopped)
+        raise
 
 
-def continue_worker(pid):
-    os.kill(pid, signal.SIGCONT)
+def continue_workers(pids):
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGCONT)
+        except ProcessLookupError:
+            pass
     if os.path.exists(STOPPED):
         os.unlink(STOPPED)
 
@@ -196,10 +224,13 @@ def proc_stat(pid):
         return f.read().rsplit(")", 1)[1].split()
 
 
-def cpu_seconds(pid):
-    """User + system CPU time the process has used, in seconds."""
-    fields = proc_stat(pid)
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+def cpu_seconds(pids):
+    """User + system CPU time the workers have used, in seconds, summed."""
+    total = 0
+    for pid in pids:
+        fields = proc_stat(pid)
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 class BackendCpu(threading.Thread):
@@ -269,19 +300,29 @@ def proc_status(pid):
     return out
 
 
-class RssSampler(threading.Thread):
-    """Samples the worker's memory every 100 ms; keeps the peaks."""
+def workers_status(pids):
+    """proc_status of the largest worker, key by key (with one worker, its own)."""
+    out = {}
+    for pid in pids:
+        for k, v in proc_status(pid).items():
+            out[k] = max(out.get(k, 0), v)
+    return out
 
-    def __init__(self, pid):
+
+class RssSampler(threading.Thread):
+    """Samples the workers' memory every 100 ms; keeps the peaks (of any one
+    worker: each has its own memory)."""
+
+    def __init__(self, pids):
         super().__init__(daemon=True)
-        self.pid = pid
+        self.pids = list(pids)
         self.peak = {}
         self.stop = threading.Event()
 
     def run(self):
         while not self.stop.is_set():
             try:
-                s = proc_status(self.pid)
+                s = workers_status(self.pids)
             except OSError:
                 return
             for k, v in s.items():
@@ -295,7 +336,7 @@ class RssSampler(threading.Thread):
 
 
 def wait_worker_idle(timeout=30):
-    """Until the worker has recorded everything it sent (no pending deliveries)."""
+    """Until the workers have recorded everything it sent (no pending deliveries)."""
     deadline = time.time() + timeout
     while time.time() < deadline:
         if not q1("SELECT EXISTS (SELECT 1 FROM webhook.delivery WHERE status = 'pending' AND in_flight)"):
@@ -321,15 +362,22 @@ def bulk_insert(table, n, offset=0):
     return time.perf_counter() - t
 
 
-def pgbench(table, clients, seconds=None, transactions=None):
+def pgbench(table, clients, seconds=None, transactions=None, log_prefix=None):
+    """pgbench's one-row INSERTs: (tps, transactions). Each row's "user" ends
+    in its client's number, and with log_prefix pgbench logs each
+    transaction's end (-l), so that a row's commit time can be found."""
     script = os.path.join(DIR, f"insert_{table}.sql")
     with open(script, "w") as f:
         f.write("\\set ch random(1, 100)\n\\set u random(1, 1000)\n"
                 f"INSERT INTO {table} (channel_id, \"user\", content) "
-                f"VALUES ('channel-' || :ch, 'U' || :u, '{CONTENT}');\n")
+                f"VALUES ('channel-' || :ch, 'U' || :u || '/' || :client_id, '{CONTENT}');\n")
     cmd = [os.path.join(PG_BIN, "pgbench"), "-n", "-M", "prepared", "-h", DIR, "-p", PG_PORT,
            "-U", "postgres", "-c", str(clients), "-j", str(min(clients, os.cpu_count() or 1)),
            "-f", script]
+    if log_prefix:
+        for old in glob.glob(log_prefix + ".*"):
+            os.unlink(old)
+        cmd += ["-l", "--log-prefix", log_prefix]
     cmd += ["-T", str(seconds)] if seconds else ["-t", str(transactions // clients)]
     cmd.append("postgres")
     r = subprocess.run(cmd, capture_output=True, text=True)
@@ -343,6 +391,50 @@ def pgbench(table, clients, seconds=None, transactions=None):
 def drained_rate(n, t0):
     _, last, _ = wait_deliveries(n)
     return n / (last - t0), last - t0
+
+
+PGBENCH_LOG = os.path.join(DIR, "pgbench_log")
+
+
+def percentile(xs, p):
+    """Nearest rank, of a sorted list."""
+    return xs[max(0, math.ceil(p / 100.0 * len(xs)) - 1)]
+
+
+def commit_to_arrival_ms(kept, log_prefix):
+    """Latency of pgbench's inserts, each transaction's end (pgbench's -l
+    log: client, transaction number, ..., epoch seconds, microseconds) to its
+    delivery's arrival: the k-th row a client inserted (by id, its "user"
+    ending in /client) is that client's k-th transaction."""
+    ends = {}
+    for path in glob.glob(log_prefix + ".*"):
+        with open(path) as f:
+            for line in f:
+                c, t, _lat, _script, sec, usec = line.split()[:6]
+                ends.setdefault(int(c), []).append((int(t), int(sec) + int(usec) / 1e6))
+    arrival = {}
+    for line in kept:
+        t, wid, _status = line.decode().split(" ")
+        m = re.match(r"msg_(\d+)_(\d+)$", wid)
+        if m:
+            arrival[int(m.group(1))] = float(t) + 0.0005   # $msec is truncated to the ms: take the middle
+    rows = q("SELECT event_id, (event->'record'->>'id')::bigint, event->'record'->>'user' "
+             "FROM webhook.delivery WHERE event_id = ANY (%s)", (list(arrival),))
+    by_client = {}
+    for ev, mid, user in rows:
+        by_client.setdefault(int(user.rsplit("/", 1)[1]), []).append((mid, ev))
+    lat = []
+    for c, evs in by_client.items():
+        done = sorted(ends.get(c, []))
+        if len(done) != len(evs):       # a transaction not logged, or a row not seen: leave the client out
+            continue
+        for (_, end), (_, ev) in zip(done, sorted(evs)):
+            lat.append((arrival[ev] - end) * 1000.0)
+    lat.sort()
+    if not lat:
+        raise RuntimeError("could not match any delivery to pgbench's logged commits")
+    return {"p50": percentile(lat, 50), "p90": percentile(lat, 90), "p99": percentile(lat, 99),
+            "max": lat[-1], "matched": len(lat), "deliveries": len(arrival)}
 
 
 # ---------------------------------------------------------------- the phases
@@ -364,16 +456,18 @@ def run_phase(name, fn):
         return
     try:
         fn()
-        pid = worker_pid()
-        if pid:
-            MEM_BY_PHASE[name] = proc_status(pid)
+        pids = worker_pids()
+        if pids:
+            MEM_BY_PHASE[name] = workers_status(pids)
     except Exception as e:      # one failed phase must not lose the others
         ERRORS[name] = f"{type(e).__name__}: {e}"
         print(f"!! {name} failed: {ERRORS[name]}", flush=True)
         # leave nothing behind for the next phase
-        pid = worker_pid()
-        if pid:
-            continue_worker(pid)
+        stopped = []
+        if os.path.exists(STOPPED):
+            with open(STOPPED) as f:
+                stopped = [int(p) for p in f.read().split()]
+        continue_workers(sorted(set(stopped + worker_pids())))
         if not drain_everything():
             state = worker_state()
             if len(RESTARTS) < 2 and restart_worker():
@@ -390,29 +484,28 @@ RESTARTS = []
 
 
 def restart_worker():
-    """Terminate a stuck worker; the postmaster starts a new one (fresh plans)."""
-    old = worker_pid()
-    if old:
-        continue_worker(old)
-        q("SELECT pg_terminate_backend(%s)", (old,))
+    """Terminate the stuck workers; new ones are started (fresh plans)."""
+    old = worker_pids()
+    continue_workers(old)
+    for pid in old:
+        q("SELECT pg_terminate_backend(%s)", (pid,))
     for _ in range(200):
         time.sleep(0.1)
-        new = worker_pid()
-        if new and new != old:
+        new = worker_pids()
+        if len(new) >= max(1, len(old)) and not set(new) & set(old):
             return True
     return False
 
 
 def worker_state():
     r = q("SELECT state, extract(epoch FROM now() - xact_start)::int FROM pg_stat_activity "
-          "WHERE backend_type = 'webhook worker'")
+          "WHERE pid = ANY (%s) ORDER BY pid", (worker_pids(),))
     if not r:
         return "no worker running"
-    state, age = r[0]
+    where = ", ".join(f"in one round for {age} s" if age is not None else state for state, age in r)
     left = q1("SELECT count(*) FROM webhook.queue")
     held = q1("SELECT count(*) FROM webhook.delivery WHERE status = 'pending'")
-    where = f"in one round for {age} s" if age is not None else state
-    return f"worker {where}; {left:,} events queued, {held:,} deliveries pending"
+    return f"{'worker' if len(r) == 1 else f'{len(r)} workers'} {where}; {left:,} events queued, {held:,} deliveries pending"
 
 
 def drain_everything(stall=60):
@@ -460,7 +553,7 @@ def p_trigger():
     secs = SIZES["pgbench_seconds"]
     phase(f"2. trigger cost: pgbench, one-row INSERTs, 4 clients, {secs} s per run: untracked, tracked, and "
           f"(to tell the trigger from the worker) tracked with the worker stopped, in turn x {REPEAT}")
-    plain, tracked, stopped, drain, cpus = [], [], [], [], []
+    plain, tracked, stopped, drain, cpus, lats = [], [], [], [], [], []
     # backend CPU and WAL bytes per transaction: the trigger's cost whatever
     # the disk does (the TPS figures wait on WAL flushes)
     cost = {"untracked": [], "tracked": [], "tracked, worker stopped": []}
@@ -468,11 +561,13 @@ def p_trigger():
     def costed(table, name):
         """pgbench, with its backends' CPU and the WAL per transaction. The
         WAL is read as pgbench ends: a worker keeping up has delivered all but
-        the last few ms by then, and later reads catch autovacuum's WAL too."""
+        the last few ms by then, and later reads catch autovacuum's WAL too.
+        Every run logs its transactions (the same cost in each); the tracked
+        one's log gives the commit times for the latency."""
         cpu, wal0 = BackendCpu(4), wal_lsn()
         cpu.start()
         try:
-            tps, n = pgbench(table, 4, seconds=secs)
+            tps, n = pgbench(table, 4, seconds=secs, log_prefix=PGBENCH_LOG)
             t_end, wal = time.time(), float(wal_lsn() - wal0) / n
         finally:
             cpu.stop.set()
@@ -486,33 +581,45 @@ def p_trigger():
         plain.append(tps)
         checkpoint()
         ARR.skip()
-        pid = worker_pid()
-        cpu0 = cpu_seconds(pid)
-        prof = start_perf(pid, "worker-trigger") if i == 0 and ENV.get("BENCH_PERF") == "trigger" else None
+        pids = worker_pids()
+        cpu0 = cpu_seconds(pids)
+        prof = start_perf(pids, "worker-trigger") if i == 0 and ENV.get("BENCH_PERF") == "trigger" else None
         tps, n, t_end = costed("message", "tracked")
         if prof:
             finish_perf(prof, "worker-trigger")
         tracked.append(tps)
-        _, last, _ = wait_deliveries(n)
+        _, last, kept = wait_deliveries(n, keep=True)
         drain.append(max(0.0, last - t_end))
         wait_worker_idle()
-        cpus.append((cpu_seconds(pid) - cpu0) * 1e6 / n)
+        cpus.append((cpu_seconds(pids) - cpu0) * 1e6 / n)
+        lat = commit_to_arrival_ms(kept, PGBENCH_LOG)
+        lats.append(lat)
         checkpoint()
         ARR.skip()
-        pid = worker_pid()
-        stop_worker(pid)
+        pids = worker_pids()
+        stop_workers(pids)
         try:
             tps, n2, _ = costed("message", "tracked, worker stopped")
             stopped.append(tps)
         finally:
-            continue_worker(pid)
+            continue_workers(pids)
         wait_deliveries(n2)
         log(f"run {i + 1}: untracked {plain[-1]:,.0f} tps, tracked {tracked[-1]:,.0f} tps (the last of its {n:,} "
-            f"deliveries arrived {drain[-1]:.2f} s after pgbench ended; worker CPU {cpus[-1]:.0f} us per delivery), "
+            f"deliveries arrived {drain[-1]:.2f} s after pgbench ended; worker CPU {cpus[-1]:.0f} us per delivery; "
+            f"commit -> receiver p50 {lat['p50']:.1f} ms, p99 {lat['p99']:.1f} ms over {lat['matched']:,}), "
             f"tracked with the worker stopped {tps:,.0f} tps")
     R["insert_tps_untracked"] = {"value": median(plain), "unit": "tps", "samples": plain}
     R["insert_tps_tracked"] = {"value": median(tracked), "unit": "tps", "samples": tracked,
                                "delivery_lag_after_end_s": drain, "worker_cpu_us_per_delivery": cpus}
+    R["keeping_up_worker_cpu_us_per_delivery"] = {
+        "value": median(cpus), "unit": "us", "samples": cpus,
+        "clock": "the workers' user + system CPU time (summed over them) from pgbench's start until every "
+                 "result is recorded, per delivery, while 4 clients insert one-row transactions"}
+    R["keeping_up_latency_ms"] = {
+        "p50": median([x["p50"] for x in lats]), "p99": median([x["p99"] for x in lats]), "unit": "ms",
+        "samples": lats,
+        "clock": "each transaction's end as pgbench logged it (-l) -> nginx's $msec for its delivery; "
+                 "the medians of the runs' percentiles"}
     R["insert_tps_ratio"] = {"value": median(tracked) / median(plain), "unit": "ratio"}
     R["insert_tps_tracked_worker_stopped"] = {"value": median(stopped), "unit": "tps", "samples": stopped}
     for name, key in (("untracked", "untracked"), ("tracked", "tracked"),
@@ -538,30 +645,38 @@ def p_trigger():
 def p_bulk():
     n = SIZES["bulk_rows"]
     phase(f"3+4b. bulk cost, and throughput of one statement: INSERT of {n:,} rows, untracked and tracked in turn x {REPEAT}")
-    plain, tracked, rates = [], [], []
+    plain, tracked, rates, cpus = [], [], [], []
     for i in range(REPEAT):
         checkpoint()
         plain.append(bulk_insert("message_plain", n))
         checkpoint()
         ARR.skip()
+        pids = worker_pids()
+        cpu0 = cpu_seconds(pids)
         tracked.append(bulk_insert("message", n))
         t_commit = time.time()
         rate, secs = drained_rate(n, t_commit)
         rates.append(rate)
+        wait_worker_idle()
+        cpus.append((cpu_seconds(pids) - cpu0) * 1e6 / n)
         log(f"run {i + 1}: untracked {plain[-1]:.3f} s, tracked {tracked[-1]:.3f} s; "
-            f"all {n:,} delivered {secs:.2f} s after the commit: {rate:,.0f}/s")
+            f"all {n:,} delivered {secs:.2f} s after the commit: {rate:,.0f}/s "
+            f"(worker CPU {cpus[-1]:.0f} us per delivery)")
     R["bulk_insert_s_untracked"] = {"value": median(plain), "unit": "s", "samples": plain, "rows": n}
     R["bulk_insert_s_tracked"] = {"value": median(tracked), "unit": "s", "samples": tracked, "rows": n}
     R["bulk_insert_ratio"] = {"value": median(tracked) / median(plain), "unit": "ratio"}
     R["deliveries_per_s_bulk"] = {"value": median(rates), "unit": "deliveries/s", "samples": rates,
                                   "events": n, "clock": "from the commit of the INSERT to the arrival of the last delivery"}
+    R["bulk_worker_cpu_us_per_delivery"] = {"value": median(cpus), "unit": "us", "samples": cpus,
+                                            "clock": "the workers' CPU time from the INSERT's start until every "
+                                                     "result is recorded, per delivery"}
 
 
 def p_single():
     n = SIZES["single_row_events"]
     phase(f"4a. throughput, single-row transactions: {n:,} one-row INSERTs by pgbench (4 clients, as fast as they go), "
           f"committed while the worker is stopped (SIGSTOP), then drained; and with the worker running x {REPEAT}")
-    rates, cpus, e2e, producer, lags = [], [], [], [], []
+    rates, cpus, e2e, producer, lags, e2e_cpus = [], [], [], [], [], []
     for i in range(REPEAT):
         b = backlog(n, fill="single")
         if not b["complete"]:
@@ -570,26 +685,30 @@ def p_single():
         cpus.append(b["cpu_us"])
         checkpoint()
         ARR.skip()
+        pids = worker_pids()
+        cpu0 = cpu_seconds(pids)
         t0 = time.time()
         tps, done = pgbench("message", 4, transactions=n)
         t_end = time.time()
         rate, secs = drained_rate(done, t0)
+        wait_worker_idle()
+        e2e_cpus.append((cpu_seconds(pids) - cpu0) * 1e6 / done)
         e2e.append(rate)
         producer.append(tps)
         lags.append(secs - (t_end - t0))
         log(f"run {i + 1}: queued, then drained in {b['seconds']:.2f} s: {b['rate']:,.0f}/s "
             f"(worker CPU {b['cpu_us']:.0f} us per delivery); "
             f"while inserting at {tps:,.0f} tps: all delivered {secs:.2f} s after the first began, "
-            f"{lags[-1]:.2f} s after the last commit: {rate:,.0f}/s")
+            f"{lags[-1]:.2f} s after the last commit: {rate:,.0f}/s (worker CPU {e2e_cpus[-1]:.0f} us per delivery)")
     R["deliveries_per_s_single_row"] = {"value": median(rates), "unit": "deliveries/s", "samples": rates,
                                         "events": n,
                                         "clock": "from the worker's SIGCONT to the arrival of the last delivery"}
     R["worker_cpu_us_per_delivery"] = {"value": median(cpus), "unit": "us", "samples": cpus,
-                                       "clock": "the worker's user + system CPU time over the drain, "
+                                       "clock": "the workers' user + system CPU time (summed) over the drain, "
                                                 "until it has recorded every result, per delivery"}
     R["deliveries_per_s_single_row_while_inserting"] = {
         "value": median(e2e), "unit": "deliveries/s", "samples": e2e, "producer_tps": producer,
-        "lag_after_last_commit_s": lags,
+        "lag_after_last_commit_s": lags, "worker_cpu_us_per_delivery": e2e_cpus,
         "clock": "from the start of the first INSERT to the arrival of the last delivery; "
                  "bounded by the producer's rate"}
 
@@ -602,8 +721,8 @@ def p_latency():
     commits = {}
     c = connect()
     cur = c.cursor()
-    pid = worker_pid()
-    cpu0 = cpu_seconds(pid)
+    pids = worker_pids()
+    cpu0 = cpu_seconds(pids)
     start = time.time() + 0.05
     for i in range(n):
         delay = start + i * 0.010 - time.time()
@@ -616,7 +735,7 @@ def p_latency():
     c.close()
     _, _, kept = wait_deliveries(n, keep=True)
     wait_worker_idle()
-    cpu_us = (cpu_seconds(pid) - cpu0) * 1e6 / n
+    cpu_us = (cpu_seconds(pids) - cpu0) * 1e6 / n
     arrival = {}
     for line in kept:
         t, wid, _status = line.decode().split(" ")
@@ -641,10 +760,10 @@ def p_latency():
         f"worker CPU {cpu_us:.0f} us per event")
 
 
-def start_perf(pid, name):
-    """Record a perf profile of one process into out/NAME.perf.data."""
+def start_perf(pids, name):
+    """Record a perf profile of the workers into out/NAME.perf.data."""
     prof = subprocess.Popen(["perf", "record", "-g", "-o", os.path.join(BENCH, "out", f"{name}.perf.data"),
-                             "-p", str(pid)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                             "-p", ",".join(map(str, pids))], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     time.sleep(0.5)
     return prof
 
@@ -662,8 +781,8 @@ def backlog(n, perf=False, timeout=None, fill="bulk"):
     """n events queued while the worker is stopped (in INSERTs of up to
     100,000 rows, or by pgbench in one-row transactions); deliveries/s once
     it runs again."""
-    pid = worker_pid()
-    stop_worker(pid)
+    pids = worker_pids()
+    stop_workers(pids)
     try:
         if fill == "bulk":
             done = 0
@@ -677,43 +796,46 @@ def backlog(n, perf=False, timeout=None, fill="bulk"):
         queued = q1("SELECT count(*) FROM webhook.queue")
         checkpoint()
         ARR.skip()
-        before = proc_status(pid)
-        sampler = RssSampler(pid)
+        before = workers_status(pids)
+        sampler = RssSampler(pids)
         sampler.start()
-        prof = start_perf(pid, "worker") if perf else None
+        prof = start_perf(pids, "worker") if perf else None
         t0 = time.time()
-        cpu0 = cpu_seconds(pid)
+        cpu0 = cpu_seconds(pids)
     finally:
-        continue_worker(pid)
+        continue_workers(pids)
     count, last = wait_deliveries(n, timeout=timeout, partial=True)
     if prof:
         finish_perf(prof, "worker")
     wait_worker_idle()
-    cpu = cpu_seconds(pid) - cpu0
+    cpu = cpu_seconds(pids) - cpu0
     time.sleep(1.0)
-    after = proc_status(pid)
+    after = workers_status(pids)
     peak = sampler.finish()
     return {"events": n, "queued": queued, "arrived": count, "rate": count / (last - t0) if last else 0.0,
             "seconds": last - t0 if last else None, "complete": count == n,
             "cpu_us": cpu * 1e6 / count if count else None,
-            "mem_before": before, "mem_after": after, "mem_peak": peak}
+            "mem_before": before, "mem_after": after, "mem_peak": peak, "workers": len(pids)}
 
 
 def p_backlog():
     small, large = SIZES["backlog_small"], SIZES["backlog_large"]
     phase(f"7+6. backlog: {small:,} (x {REPEAT}) and {large:,} events queued while the receiver cannot "
           f"be reached (the worker stopped with SIGSTOP), then drained; memory over the {large:,}")
-    rates = []
+    rates, cpus = [], []
     for i in range(REPEAT):
         b = backlog(small)
         if not b["complete"]:
             raise Incomplete(f"only {b['arrived']:,} of {small:,} deliveries arrived")
         rates.append(b["rate"])
-        log(f"{small:,} queued: delivered in {b['seconds']:.2f} s, {b['rate']:,.0f}/s")
+        cpus.append(b["cpu_us"])
+        log(f"{small:,} queued: delivered in {b['seconds']:.2f} s, {b['rate']:,.0f}/s "
+            f"(worker CPU {b['cpu_us']:.0f} us per delivery)")
     limit = float(ENV.get("BENCH_BACKLOG_TIMEOUT", "300"))
     b = backlog(large, perf=ENV.get("BENCH_PERF") == "1", timeout=limit)
     if b["complete"]:
-        log(f"{large:,} queued: delivered in {b['seconds']:.2f} s, {b['rate']:,.0f}/s")
+        log(f"{large:,} queued: delivered in {b['seconds']:.2f} s, {b['rate']:,.0f}/s "
+            f"(worker CPU {b['cpu_us']:.0f} us per delivery)")
     else:
         ERRORS["backlog"] = (f"only {b['arrived']:,} of {large:,} delivered in {limit:.0f} s "
                              f"(BENCH_BACKLOG_TIMEOUT); the figures are over those")
@@ -735,9 +857,11 @@ def p_backlog():
             STUCK.append(f"after the backlog, the worker delivered nothing for 30 s with work left "
                          f"({worker_state()})")
             print(f"!! {STUCK[0]}; the remaining phases are skipped", flush=True)
-    R["backlog_small_per_s"] = {"value": median(rates), "unit": "deliveries/s", "samples": rates, "events": small}
+    R["backlog_small_per_s"] = {"value": median(rates), "unit": "deliveries/s", "samples": rates, "events": small,
+                                "worker_cpu_us_per_delivery": cpus}
     R["backlog_large_per_s"] = {"value": b["rate"], "unit": "deliveries/s", "events": large, "seconds": b["seconds"],
-                                "delivered": b["arrived"], "complete": b["complete"]}
+                                "delivered": b["arrived"], "complete": b["complete"],
+                                "worker_cpu_us_per_delivery": b["cpu_us"]}
     R["backlog_ratio"] = {"value": b["rate"] / median(rates), "unit": "ratio"}
     before, after, peak = b["mem_before"], b["mem_after"], b["mem_peak"]
     R["worker_memory"] = {
@@ -759,17 +883,22 @@ def p_fanout():
     phase(f"8. fan-out: {k} endpoints, {n:,} events in one INSERT, {n * k:,} deliveries x {REPEAT}")
     for j in range(2, k + 1):
         q("SELECT webhook.create_endpoint(%s, name => %s, verify => false)", (f"{URL}/{j}", f"nginx-{j}"))
-    rates = []
+    rates, cpus = [], []
     for i in range(REPEAT):
         checkpoint()
         ARR.skip()
+        pids = worker_pids()
+        cpu0 = cpu_seconds(pids)
         bulk_insert("message", n)
         t_commit = time.time()
         rate, secs = drained_rate(n * k, t_commit)
         rates.append(rate)
-        log(f"run {i + 1}: {n * k:,} delivered {secs:.2f} s after the commit: {rate:,.0f}/s")
+        wait_worker_idle()
+        cpus.append((cpu_seconds(pids) - cpu0) * 1e6 / (n * k))
+        log(f"run {i + 1}: {n * k:,} delivered {secs:.2f} s after the commit: {rate:,.0f}/s "
+            f"(worker CPU {cpus[-1]:.0f} us per delivery)")
     R["fanout_per_s"] = {"value": median(rates), "unit": "deliveries/s", "samples": rates,
-                         "endpoints": k, "events": n}
+                         "endpoints": k, "events": n, "worker_cpu_us_per_delivery": cpus}
     q("SELECT webhook.drop_endpoint(id) FROM webhook.endpoint WHERE name LIKE 'nginx-%%'")
 
 
@@ -928,7 +1057,7 @@ def main():
     q("SELECT webhook.create_endpoint(%s, name => 'nginx', verify => false)", (URL,))
     if ENV.get("BENCH_STATEMENTS") == "1":
         q("CREATE EXTENSION pg_stat_statements")
-    mem_start = proc_status(worker_pid())
+    mem_start = workers_status(worker_pids())
 
     started = time.time()
     phases = {"capacity": p_capacity, "trigger": p_trigger, "bulk": p_bulk, "single": p_single,

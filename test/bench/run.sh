@@ -45,8 +45,8 @@ cleanup() {
     fi
     [ -n "$nginx_pid" ] && wait "$nginx_pid" 2>/dev/null
     if [ -f "$dir/data/postmaster.pid" ]; then
-        # a worker stopped by the benchmark must not hold up the shutdown
-        [ -s "$dir/worker-stopped.pid" ] && kill -CONT "$(cat "$dir/worker-stopped.pid")" 2>/dev/null
+        # workers stopped by the benchmark must not hold up the shutdown
+        [ -s "$dir/worker-stopped.pid" ] && kill -CONT $(cat "$dir/worker-stopped.pid") 2>/dev/null  # one pid per worker
         "${as_pg[@]}" "$PG_BIN/pg_ctl" -D "$dir/data" -m immediate stop >/dev/null 2>&1
     fi
     if [ "$rc" != 0 ] && [ -f "$dir/server.log" ]; then
