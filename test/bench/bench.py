@@ -52,6 +52,7 @@ SIZES = {
     "backlog_large": scaled(1_000_000, 10_000),
     "fanout_endpoints": 10,
     "fanout_events": scaled(10_000, 500),
+    "workers_events": scaled(100_000, 1000),
 }
 
 
@@ -902,6 +903,89 @@ def p_fanout():
     q("SELECT webhook.drop_endpoint(id) FROM webhook.endpoint WHERE name LIKE 'nginx-%%'")
 
 
+def workers_setting():
+    """webhook.workers_per_database, or None when this build has no such setting."""
+    try:
+        return int(q1("SHOW webhook.workers_per_database"))
+    except psycopg2.Error:
+        return None
+
+
+def wait_workers(k, timeout=30):
+    """Until webhook.worker_status shows k workers of this database (or the
+    timeout): their pids."""
+    deadline = time.time() + timeout
+    while True:
+        pids = worker_pids()
+        if len(pids) == k or time.time() > deadline:
+            return pids
+        time.sleep(0.1)
+
+
+def set_workers(k):
+    """workers_per_database = k (ALTER SYSTEM, reload); the workers then running."""
+    q(f"ALTER SYSTEM SET webhook.workers_per_database = {int(k)}")
+    q("SELECT pg_reload_conf()")
+    return wait_workers(k)
+
+
+def p_workers():
+    n = SIZES["workers_events"]
+    phase(f"9. workers: {n:,} one-row INSERTs by pgbench (4 clients) committed while the workers are stopped "
+          f"(SIGSTOP), then drained by 1 worker and by 2 (webhook.workers_per_database), alternated x {REPEAT}")
+    unavailable = None
+    if workers_setting() is None:
+        unavailable = "webhook.workers_per_database is not a setting of this build"
+        log(f"2 workers: not available ({unavailable})")
+    rates, cpus, pairs = {1: [], 2: []}, {1: [], 2: []}, []
+    try:
+        for i in range(REPEAT):
+            for k in (1, 2):
+                if workers_setting() is not None:
+                    pids = set_workers(k)
+                    if len(pids) != k:
+                        if k == 1:
+                            raise RuntimeError(f"webhook.worker_status shows {len(pids)} workers with "
+                                               f"workers_per_database = 1")
+                        if not unavailable:
+                            unavailable = (f"webhook.worker_status shows {len(pids)} worker(s) with "
+                                           f"workers_per_database = 2")
+                            log(f"2 workers: not available ({unavailable})")
+                        continue
+                elif k == 2:
+                    continue
+                b = backlog(n, fill="single")
+                if not b["complete"]:
+                    raise Incomplete(f"only {b['arrived']:,} of {n:,} deliveries arrived ({k} worker(s))")
+                if b["workers"] != k:
+                    raise RuntimeError(f"{b['workers']} workers drained the backlog, not {k}")
+                rates[k].append(b["rate"])
+                cpus[k].append(b["cpu_us"])
+                pair = ""
+                if k == 2:
+                    pairs.append(rates[2][-1] / rates[1][-1])
+                    pair = f"; 2 over 1: {pairs[-1]:.2f}"
+                log(f"run {i + 1}, {k} worker{'s' if k > 1 else ''}: drained in {b['seconds']:.2f} s, "
+                    f"{b['rate']:,.0f}/s (worker CPU {b['cpu_us']:.0f} us per delivery"
+                    f"{', summed over both' if k > 1 else ''}){pair}")
+    finally:
+        if workers_setting() is not None:
+            q("ALTER SYSTEM RESET webhook.workers_per_database")
+            q("SELECT pg_reload_conf()")
+            time.sleep(0.2)         # this session reads the reloaded file too
+            wait_workers(workers_setting())
+    for k in (1, 2):
+        R[f"workers_{k}_deliveries_per_s"] = {
+            "value": median(rates[k]), "unit": "deliveries/s", "samples": rates[k], "events": n,
+            "worker_cpu_us_per_delivery": median(cpus[k]), "worker_cpu_us_samples": cpus[k],
+            "clock": "from the workers' SIGCONT to the arrival of the last delivery; CPU summed over the workers "
+                     "until every result is recorded"}
+    R["workers_2_available"] = {"value": not unavailable and bool(rates[2]), "why_not": unavailable}
+    R["workers_ratio"] = {"value": median(pairs), "unit": "ratio", "pairs": pairs,
+                          "ratio_of_medians": (median(rates[2]) / median(rates[1])) if rates[2] and rates[1] else None,
+                          "clock": "the median of the alternated pairs' ratios (2 workers over 1)"}
+
+
 # ---------------------------------------------------------------- report
 
 def machine_info():
@@ -931,7 +1015,8 @@ def machine_info():
 
 SETTINGS = ["shared_buffers", "synchronous_commit", "fsync", "wal_level", "max_wal_size", "checkpoint_timeout",
             "autovacuum", "shared_preload_libraries", "webhook.databases", "webhook.max_concurrency",
-            "webhook.endpoint_concurrency", "webhook.batch_size", "webhook.timeout", "webhook.retention"]
+            "webhook.endpoint_concurrency", "webhook.batch_size", "webhook.timeout", "webhook.retention",
+            "webhook.workers_per_database"]
 
 
 def fmt(v, unit):
@@ -948,91 +1033,162 @@ def fmt(v, unit):
     return f"{v:,.0f} {unit}"
 
 
-def table():
-    rows = []   # (figure, value, target, met)
-
-    def val(key, sub="value"):
-        return R.get(key, {}).get(sub)
-
-    def row(name, v, unit, target=None, ok=None):
-        met = "" if ok is None else ("met" if ok else "NOT MET")
-        rows.append((name, fmt(v, unit), target or "", met if v is not None else ("no figure" if target else "")))
-        return {"name": name, "value": v, "unit": unit, "target": target,
-                "met": (bool(ok) if v is not None and ok is not None else None)}
-
-    cap = val("receiver_capacity")
-    figs = []
-    figs.append(row(f"1. receiver capacity (wrk, {val('receiver_capacity', 'connections')} conns)", cap, "req/s"))
-    figs.append(row("2. 1-row INSERT, untracked", val("insert_tps_untracked"), "tps"))
-    figs.append(row("2. 1-row INSERT, tracked", val("insert_tps_tracked"), "tps"))
-    r = val("insert_tps_ratio")
-    figs.append(row("2. tracked / untracked TPS", r, "ratio", ">= 0.85", r is not None and r >= 0.85))
-    cpus = R.get("insert_tps_tracked", {}).get("worker_cpu_us_per_delivery")
-    if cpus:
-        figs.append(row("   worker CPU per delivery, keeping up", median(cpus), "us"))
-    v = val("insert_tps_tracked_worker_stopped")
-    if v is not None and val("insert_tps_untracked"):
-        figs.append(row("   tracked, worker stopped (trigger alone)", v, "tps"))
-        figs.append(row("   its ratio to untracked", v / val("insert_tps_untracked"), "ratio"))
-    if val("insert_backend_cpu_us_untracked") is not None:
-        figs.append(row("   backend CPU per transaction, untracked", val("insert_backend_cpu_us_untracked"), "us"))
-        figs.append(row("   the same, tracked (trigger alone)", val("insert_backend_cpu_us_tracked_worker_stopped"),
-                        "us"))
-        figs.append(row("   WAL per transaction, untracked", val("insert_wal_bytes_untracked"), "bytes"))
-        figs.append(row("   the same, tracked (trigger alone)", val("insert_wal_bytes_tracked_worker_stopped"),
-                        "bytes"))
-        figs.append(row("   the same, tracked, with the worker's", val("insert_wal_bytes_tracked"), "bytes"))
-    figs.append(row(f"3. INSERT {SIZES['bulk_rows']:,} rows, untracked", val("bulk_insert_s_untracked"), "s"))
-    figs.append(row(f"3. INSERT {SIZES['bulk_rows']:,} rows, tracked", val("bulk_insert_s_tracked"), "s"))
-    r = val("bulk_insert_ratio")
-    figs.append(row("3. tracked / untracked time", r, "ratio", "<= 1.5", r is not None and r <= 1.5))
-    for key, name in (("deliveries_per_s_single_row", "4. deliveries/s, single-row txns"),
-                      ("deliveries_per_s_bulk", "4. deliveries/s, one statement")):
-        v = val(key)
-        figs.append(row(name, v, "deliveries/s", ">= 20,000", v is not None and v >= 20000))
-        if v is not None and cap:
-            figs.append(row("   fraction of receiver capacity", v / cap, "ratio"))
-        if key == "deliveries_per_s_single_row" and val("worker_cpu_us_per_delivery") is not None:
-            figs.append(row("   worker CPU per delivery", val("worker_cpu_us_per_delivery"), "us"))
-    v = val("deliveries_per_s_single_row_while_inserting")
-    if v is not None:
-        figs.append(row("   single-row, while 4 clients insert", v, "deliveries/s"))
-        lag = median(R["deliveries_per_s_single_row_while_inserting"]["lag_after_last_commit_s"])
-        figs.append(row("   its last delivery after the last commit", lag, "s"))
-    lat = R.get("latency_ms", {})
-    figs.append(row("5. commit -> receiver p50", lat.get("p50"), "ms", "<= 5 ms",
-                    lat.get("p50") is not None and lat["p50"] <= 5))
-    figs.append(row("5. commit -> receiver p99", lat.get("p99"), "ms", "<= 25 ms",
-                    lat.get("p99") is not None and lat["p99"] <= 25))
-    if val("worker_cpu_us_per_event_at_100_per_s") is not None:
-        figs.append(row("   worker CPU per event, 100 a second", val("worker_cpu_us_per_event_at_100_per_s"), "us"))
-    mem = R.get("worker_memory", {})
-    n = mem.get("deliveries", SIZES["backlog_large"])
-    figs.append(row(f"6. worker RSS* growth, {n:,} deliveries", mem.get("growth_private"), "MB", "<= 10 MB",
-                    mem.get("growth_private") is not None and mem["growth_private"] <= 10))
-    figs.append(row("6. worker RSS* peak", mem.get("peak_private"), "MB", "<= 32 MB",
-                    mem.get("peak_private") is not None and mem["peak_private"] <= 32))
-    figs.append(row("   of which heap (RssAnon), after", mem.get("after", {}).get("RssAnon"), "MB"))
-    if MEM_BY_PHASE:
-        figs.append(row("   RSS*, highest at the end of a phase",
-                        max(m["private"] for m in MEM_BY_PHASE.values()), "MB"))
-    figs.append(row("   VmRSS growth, shared memory included", mem.get("growth_vmrss"), "MB"))
-    figs.append(row("   VmHWM, shared memory included", mem.get("vmhwm"), "MB"))
-    figs.append(row(f"7. backlog {SIZES['backlog_small']:,}", val("backlog_small_per_s"), "deliveries/s"))
-    figs.append(row(f"7. backlog {SIZES['backlog_large']:,}", val("backlog_large_per_s"), "deliveries/s"))
-    r = val("backlog_ratio")
-    figs.append(row("7. backlog large / small", r, "ratio", ">= 0.8", r is not None and r >= 0.8))
-    figs.append(row(f"8. fan-out, {SIZES['fanout_endpoints']} endpoints", val("fanout_per_s"), "deliveries/s"))
-
+def print_rows(rows):
     w = [max(len(x[i]) for x in rows + [("figure", "value", "target", "")]) for i in range(4)]
     print()
     print(f"{'figure':<{w[0]}}  {'value':>{w[1]}}  {'target':<{w[2]}}  ")
     print("-" * (sum(w) + 8))
     for a, b, c, d in rows:
         print(f"{a:<{w[0]}}  {b:>{w[1]}}  {c:<{w[2]}}  {d}")
+
+
+def val(key, sub="value"):
+    return R.get(key, {}).get(sub)
+
+
+def table():
+    """Every figure, without targets (summary() has them)."""
+    rows = []   # (figure, value, "", "")
+    figs = []
+
+    def row(name, v, unit):
+        rows.append((name, fmt(v, unit), "", ""))
+        figs.append({"name": name, "value": v, "unit": unit})
+
+    cap = val("receiver_capacity")
+    row(f"1. receiver capacity (wrk, {val('receiver_capacity', 'connections')} conns)", cap, "req/s")
+    row("2. 1-row INSERT, untracked", val("insert_tps_untracked"), "tps")
+    row("2. 1-row INSERT, tracked", val("insert_tps_tracked"), "tps")
+    row("2. tracked / untracked TPS", val("insert_tps_ratio"), "ratio")
+    if val("keeping_up_worker_cpu_us_per_delivery") is not None:
+        row("   worker CPU per delivery, keeping up", val("keeping_up_worker_cpu_us_per_delivery"), "us")
+        row("   commit -> receiver p50, keeping up", val("keeping_up_latency_ms", "p50"), "ms")
+        row("   commit -> receiver p99, keeping up", val("keeping_up_latency_ms", "p99"), "ms")
+    v = val("insert_tps_tracked_worker_stopped")
+    if v is not None and val("insert_tps_untracked"):
+        row("   tracked, worker stopped (trigger alone)", v, "tps")
+        row("   its ratio to untracked", v / val("insert_tps_untracked"), "ratio")
+    if val("insert_backend_cpu_us_untracked") is not None:
+        row("   backend CPU per transaction, untracked", val("insert_backend_cpu_us_untracked"), "us")
+        row("   the same, tracked (trigger alone)", val("insert_backend_cpu_us_tracked_worker_stopped"), "us")
+        row("   WAL per transaction, untracked", val("insert_wal_bytes_untracked"), "bytes")
+        row("   the same, tracked (trigger alone)", val("insert_wal_bytes_tracked_worker_stopped"), "bytes")
+        row("   the same, tracked, with the worker's", val("insert_wal_bytes_tracked"), "bytes")
+    row(f"3. INSERT {SIZES['bulk_rows']:,} rows, untracked", val("bulk_insert_s_untracked"), "s")
+    row(f"3. INSERT {SIZES['bulk_rows']:,} rows, tracked", val("bulk_insert_s_tracked"), "s")
+    row("3. tracked / untracked time", val("bulk_insert_ratio"), "ratio")
+    for key, name in (("deliveries_per_s_single_row", "4. deliveries/s, single-row txns"),
+                      ("deliveries_per_s_bulk", "4. deliveries/s, one statement")):
+        v = val(key)
+        row(name, v, "deliveries/s")
+        if v is not None and cap:
+            row("   fraction of receiver capacity", v / cap, "ratio")
+        if key == "deliveries_per_s_single_row" and val("worker_cpu_us_per_delivery") is not None:
+            row("   worker CPU per delivery", val("worker_cpu_us_per_delivery"), "us")
+        if key == "deliveries_per_s_bulk" and val("bulk_worker_cpu_us_per_delivery") is not None:
+            row("   worker CPU per delivery", val("bulk_worker_cpu_us_per_delivery"), "us")
+    v = val("deliveries_per_s_single_row_while_inserting")
+    if v is not None:
+        e2e = R["deliveries_per_s_single_row_while_inserting"]
+        row("   single-row, while 4 clients insert", v, "deliveries/s")
+        row("   its last delivery after the last commit", median(e2e["lag_after_last_commit_s"]), "s")
+        row("   worker CPU per delivery", median(e2e["worker_cpu_us_per_delivery"]), "us")
+    lat = R.get("latency_ms", {})
+    row("5. commit -> receiver p50, 100 a second", lat.get("p50"), "ms")
+    row("5. commit -> receiver p99, 100 a second", lat.get("p99"), "ms")
+    if val("worker_cpu_us_per_event_at_100_per_s") is not None:
+        row("   worker CPU per event, 100 a second", val("worker_cpu_us_per_event_at_100_per_s"), "us")
+    mem = R.get("worker_memory", {})
+    n = mem.get("deliveries", SIZES["backlog_large"])
+    row(f"6. worker RSS* growth, {n:,} deliveries", mem.get("growth_private"), "MB")
+    row("6. worker RSS* peak", mem.get("peak_private"), "MB")
+    row("   of which heap (RssAnon), after", mem.get("after", {}).get("RssAnon"), "MB")
+    if MEM_BY_PHASE:
+        row("   RSS*, highest at the end of a phase", max(m["private"] for m in MEM_BY_PHASE.values()), "MB")
+    row("   VmRSS growth, shared memory included", mem.get("growth_vmrss"), "MB")
+    row("   VmHWM, shared memory included", mem.get("vmhwm"), "MB")
+    row(f"7. backlog {SIZES['backlog_small']:,}", val("backlog_small_per_s"), "deliveries/s")
+    if val("backlog_small_per_s", "worker_cpu_us_per_delivery"):
+        row("   worker CPU per delivery", median(val("backlog_small_per_s", "worker_cpu_us_per_delivery")), "us")
+    row(f"7. backlog {SIZES['backlog_large']:,}", val("backlog_large_per_s"), "deliveries/s")
+    if val("backlog_large_per_s", "worker_cpu_us_per_delivery") is not None:
+        row("   worker CPU per delivery", val("backlog_large_per_s", "worker_cpu_us_per_delivery"), "us")
+    row("7. backlog large / small", val("backlog_ratio"), "ratio")
+    row(f"8. fan-out, {SIZES['fanout_endpoints']} endpoints", val("fanout_per_s"), "deliveries/s")
+    if val("fanout_per_s", "worker_cpu_us_per_delivery"):
+        row("   worker CPU per delivery", median(val("fanout_per_s", "worker_cpu_us_per_delivery")), "us")
+    if "workers_1_deliveries_per_s" in R:
+        for k in (1, 2):
+            key = f"workers_{k}_deliveries_per_s"
+            if k == 2 and not val("workers_2_available"):
+                rows.append(("9. drain, 2 workers", "not available", "", ""))
+                figs.append({"name": "9. drain, 2 workers", "value": None, "unit": "deliveries/s",
+                             "note": f"not available: {val('workers_2_available', 'why_not')}"})
+                continue
+            row(f"9. drain, {k} worker{'s' if k > 1 else ''}", val(key), "deliveries/s")
+            row("   worker CPU per delivery" + (", both" if k > 1 else ""),
+                val(key, "worker_cpu_us_per_delivery"), "us")
+        if val("workers_2_available"):
+            row("9. 2 workers over 1", val("workers_ratio"), "ratio")
+
+    print_rows(rows)
     print("* RSS without shared memory: VmRSS - RssShmem = RssAnon + RssFile. VmRSS and VmHWM also count\n"
-          "  every shared_buffers page the worker has touched, which grows with the tables, not with its memory.")
+          "  every shared_buffers page the worker has touched, which grows with the tables, not with its memory.\n"
+          "  With several workers, the largest one's. Worker CPU: user + system time from /proc, summed over\n"
+          "  the database's delivery workers, until every result is recorded, divided by the deliveries.")
     return figs
+
+
+def summary():
+    """Issue 17's targets (worker CPU per delivery, 2 workers over 1, the
+    trigger's cost, RSS), then the figures that must not get worse; met or not."""
+    rows, out = [], []
+
+    def row(name, v, unit, target, ok, missing=None):
+        if v is None:
+            shown, met = (missing, "") if missing else ("-", "no figure")
+        else:
+            shown, met = fmt(v, unit), ("met" if ok else "NOT MET")
+        rows.append((name, shown, target, met))
+        out.append({"name": name, "value": v, "unit": unit, "target": target,
+                    "met": bool(ok) if v is not None else None, **({"note": missing} if missing else {})})
+
+    drain, where = val("worker_cpu_us_per_delivery"), "4a"
+    if drain is None and val("workers_1_deliveries_per_s", "worker_cpu_us_per_delivery") is not None:
+        drain, where = val("workers_1_deliveries_per_s", "worker_cpu_us_per_delivery"), "9, 1 worker"
+    row(f"worker CPU per delivery, draining a backlog ({where})", drain, "us", "<= 40 us",
+        drain is not None and drain <= 40)
+    cpu, p99 = val("keeping_up_worker_cpu_us_per_delivery"), val("keeping_up_latency_ms", "p99")
+    row("worker CPU per delivery, keeping up with 4 clients (2)", cpu, "us", "<= 50 us, with p99 <= 5 ms",
+        cpu is not None and cpu <= 50 and p99 is not None and p99 <= 5)
+    row("   its commit -> receiver p99", p99, "ms", "<= 5 ms", p99 is not None and p99 <= 5)
+    missing = None
+    if "workers_1_deliveries_per_s" in R and not val("workers_2_available"):
+        missing = "not available"
+    r = val("workers_ratio")
+    row("deliveries/s, 2 workers over 1, draining (9)", r, "ratio", ">= 1.7", r is not None and r >= 1.7, missing)
+    r = val("insert_tps_ratio")
+    row("tracked / untracked 1-row insert TPS (2)", r, "ratio", ">= 0.85", r is not None and r >= 0.85)
+    r = val("bulk_insert_ratio")
+    row(f"tracked / untracked bulk insert time, {SIZES['bulk_rows']:,} rows (3)", r, "ratio", "<= 2.3",
+        r is not None and r <= 2.3)
+    mem = R.get("worker_memory", {})
+    v = mem.get("peak_private")
+    row(f"worker RSS* peak over {mem.get('deliveries', SIZES['backlog_large']):,} deliveries (6)", v, "MB",
+        "<= 24 MB", v is not None and v <= 24)
+    lat = R.get("latency_ms", {})
+    row("commit -> receiver p50, 100 a second (5)", lat.get("p50"), "ms", "<= 5 ms",
+        lat.get("p50") is not None and lat["p50"] <= 5)
+    row("commit -> receiver p99, 100 a second (5)", lat.get("p99"), "ms", "<= 25 ms",
+        lat.get("p99") is not None and lat["p99"] <= 25)
+    v = mem.get("growth_private")
+    row("worker RSS* growth (6)", v, "MB", "<= 10 MB", v is not None and v <= 10)
+    r = val("backlog_ratio")
+    row("backlog large / small (7)", r, "ratio", ">= 0.8", r is not None and r >= 0.8)
+
+    print("\nissue 17's targets (medians; the phase in brackets), then the figures that must not get worse:")
+    print_rows(rows)
+    return out
 
 
 def main():
@@ -1044,7 +1200,12 @@ def main():
         time.sleep(0.1)
     ARR = Arrivals(ARRIVALS)
     info = machine_info()
-    settings = {s: q1(f"SHOW {s}") for s in SETTINGS}
+    settings = {}
+    for s in SETTINGS:
+        try:
+            settings[s] = q1(f"SHOW {s}")
+        except psycopg2.Error:
+            settings[s] = None      # not a setting of this build
     print(f"== {info['nproc']} x {info['cpu']}, {info['memory_gb']} GB, Linux {info['kernel']}")
     print(f"   {info['postgresql'].split(' on ')[0]}, {info['libcurl']}, {info['nginx']}")
     print("   settings: " + ", ".join(f"{k} = {v}" for k, v in settings.items()))
@@ -1061,7 +1222,8 @@ def main():
 
     started = time.time()
     phases = {"capacity": p_capacity, "trigger": p_trigger, "bulk": p_bulk, "single": p_single,
-              "latency": p_latency, "backlog": p_backlog, "fanout": p_fanout}
+              "latency": p_latency, "backlog": p_backlog, "fanout": p_fanout,
+              "workers": p_workers}
     chosen = ENV.get("BENCH_PHASES", "").split(",") if ENV.get("BENCH_PHASES") else list(phases)
     for name in chosen:
         run_phase(name, phases[name])
@@ -1069,6 +1231,7 @@ def main():
 
     states = dict(q("SELECT status, count(*) FROM webhook.delivery GROUP BY 1"))
     figs = table()
+    targets = summary()
     print(f"\n   deliveries in webhook.delivery: {states}; the run took {elapsed / 60:.1f} min")
     if ERRORS:
         print("   phases that failed: " + "; ".join(f"{k}: {v}" for k, v in ERRORS.items()))
@@ -1092,7 +1255,7 @@ def main():
                    "elapsed_s": elapsed, "scale": SCALE, "sizes": SIZES, "machine": info,
                    "settings": settings, "worker_memory_at_start": mem_start,
                    "worker_memory_after_each_phase": MEM_BY_PHASE,
-                   "table": figs, "results": R, "errors": ERRORS,
+                   "table": figs, "targets": targets, "results": R, "errors": ERRORS,
                    "deliveries": states, "worker_restarts": RESTARTS}, f, indent=2, default=str)
     print(f"   written to {os.path.relpath(OUT, SRC)}")
     return 1 if ERRORS else 0
