@@ -435,7 +435,7 @@ def commit_to_arrival_ms(kept, log_prefix):
     if not lat:
         raise RuntimeError("could not match any delivery to pgbench's logged commits")
     return {"p50": percentile(lat, 50), "p90": percentile(lat, 90), "p99": percentile(lat, 99),
-            "max": lat[-1], "matched": len(lat), "deliveries": len(arrival)}
+            "min": lat[0], "max": lat[-1], "matched": len(lat), "deliveries": len(arrival)}
 
 
 # ---------------------------------------------------------------- the phases
