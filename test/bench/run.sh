@@ -1,7 +1,7 @@
 #!/bin/bash
 # The webhook benchmark: figures, not pass/fail.
 #
-#   test/bench/run.sh                   full sizes (about 12-15 minutes on 2 cores)
+#   test/bench/run.sh                   full sizes (about 17-20 minutes on 2 cores)
 #   BENCH_SCALE=0.1 test/bench/run.sh   every size scaled down, for a quick check
 #
 # Installs what it needs (nginx, wrk, psycopg2) when missing, builds and
@@ -14,7 +14,7 @@
 # reports the costliest statements (the worker's among them); BENCH_PERF=1 records a perf
 # profile of the worker while it drains the largest backlog (needs perf);
 # BENCH_KEEP=1 keeps the temporary directory (logs, data) for a look;
-# BENCH_PHASES=capacity,trigger,bulk,single,latency,backlog,fanout runs only
+# BENCH_PHASES=capacity,trigger,bulk,single,latency,backlog,fanout,workers runs only
 # those phases; BENCH_CONF='name = value' lines are added to postgresql.conf.
 set -euo pipefail
 
