@@ -337,7 +337,7 @@ class RssSampler(threading.Thread):
 
 
 def wait_worker_idle(timeout=30):
-    """Until the workers have recorded everything it sent (no pending deliveries)."""
+    """Until the workers have recorded everything they sent (no pending deliveries)."""
     deadline = time.time() + timeout
     while time.time() < deadline:
         if not q1("SELECT EXISTS (SELECT 1 FROM webhook.delivery WHERE status = 'pending' AND in_flight)"):
