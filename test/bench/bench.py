@@ -406,36 +406,44 @@ def commit_to_arrival_ms(kept, log_prefix):
     """Latency of pgbench's inserts, each transaction's end (pgbench's -l
     log: client, transaction number, ..., epoch seconds, microseconds) to its
     delivery's arrival: the k-th row a client inserted (by id, its "user"
-    ending in /client) is that client's k-th transaction."""
+    ending in /client) is that client's k-th transaction. As a check of
+    that matching, each transaction's start as pgbench saw it (end minus its
+    latency) is compared with the row's "timestamp" (now(): the server's
+    start of the transaction): "match_skew_ms", which a row matched to
+    another transaction would push to about a transaction's time or more."""
     ends = {}
     for path in glob.glob(log_prefix + ".*"):
         with open(path) as f:
             for line in f:
-                c, t, _lat, _script, sec, usec = line.split()[:6]
-                ends.setdefault(int(c), []).append((int(t), int(sec) + int(usec) / 1e6))
+                c, t, lat_us, _script, sec, usec = line.split()[:6]
+                ends.setdefault(int(c), []).append((int(t), int(sec) + int(usec) / 1e6, float(lat_us) / 1e6))
     arrival = {}
     for line in kept:
         t, wid, _status = line.decode().split(" ")
         m = re.match(r"msg_(\d+)_(\d+)$", wid)
         if m:
             arrival[int(m.group(1))] = float(t) + 0.0005   # $msec is truncated to the ms: take the middle
-    rows = q("SELECT event_id, (event->'record'->>'id')::bigint, event->'record'->>'user' "
+    rows = q("SELECT event_id, (event->'record'->>'id')::bigint, event->'record'->>'user', "
+             "extract(epoch FROM (event->'record'->>'timestamp')::timestamptz)::float8 "
              "FROM webhook.delivery WHERE event_id = ANY (%s)", (list(arrival),))
     by_client = {}
-    for ev, mid, user in rows:
-        by_client.setdefault(int(user.rsplit("/", 1)[1]), []).append((mid, ev))
-    lat = []
+    for ev, mid, user, began in rows:
+        by_client.setdefault(int(user.rsplit("/", 1)[1]), []).append((mid, ev, began))
+    lat, skew = [], []
     for c, evs in by_client.items():
         done = sorted(ends.get(c, []))
         if len(done) != len(evs):       # a transaction not logged, or a row not seen: leave the client out
             continue
-        for (_, end), (_, ev) in zip(done, sorted(evs)):
+        for (_, end, took), (_, ev, began) in zip(done, sorted(evs)):
             lat.append((arrival[ev] - end) * 1000.0)
+            skew.append(abs(end - took - began) * 1000.0)
     lat.sort()
+    skew.sort()
     if not lat:
         raise RuntimeError("could not match any delivery to pgbench's logged commits")
     return {"p50": percentile(lat, 50), "p90": percentile(lat, 90), "p99": percentile(lat, 99),
-            "min": lat[0], "max": lat[-1], "matched": len(lat), "deliveries": len(arrival)}
+            "min": lat[0], "max": lat[-1], "matched": len(lat), "deliveries": len(arrival),
+            "match_skew_ms": {"p50": percentile(skew, 50), "p99": percentile(skew, 99), "max": skew[-1]}}
 
 
 # ---------------------------------------------------------------- the phases
