@@ -1202,10 +1202,6 @@ def summary():
 def main():
     global DB, ARR
     DB = connect()
-    for _ in range(100):
-        if worker_pid():
-            break
-        time.sleep(0.1)
     ARR = Arrivals(ARRIVALS)
     info = machine_info()
     settings = {}
@@ -1224,6 +1220,11 @@ def main():
     with open(os.path.join(BENCH, "setup.sql")) as f:
         q(f.read())
     q("SELECT webhook.create_endpoint(%s, name => 'nginx', verify => false)", (URL,))
+    # the launcher starts the worker once CREATE EXTENSION has committed
+    for _ in range(300):
+        if worker_pid():
+            break
+        time.sleep(0.1)
     if ENV.get("BENCH_STATEMENTS") == "1":
         q("CREATE EXTENSION pg_stat_statements")
     mem_start = workers_status(worker_pids())
