@@ -32,6 +32,11 @@ CREATE FUNCTION webhook._check_capture(source bigint) RETURNS void
 CREATE FUNCTION webhook._strip(j jsonb) RETURNS jsonb
     LANGUAGE c STRICT IMMUTABLE PARALLEL SAFE AS 'MODULE_PATHNAME', 'webhook_strip';
 
+-- to_jsonb(r), with the conversion of each column looked up once per
+-- statement rather than per row (src/rowjson.c): capture statements use it
+CREATE FUNCTION webhook._row_jsonb(r record) RETURNS jsonb
+    LANGUAGE c STRICT STABLE PARALLEL SAFE AS 'MODULE_PATHNAME', 'webhook_row_jsonb';
+
 CREATE FUNCTION webhook._table_name(rel regclass) RETURNS text
     LANGUAGE c STRICT STABLE PARALLEL SAFE AS 'MODULE_PATHNAME', 'webhook_table_name';
 
