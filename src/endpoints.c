@@ -28,7 +28,7 @@ static SPIPlanPtr plan_endpoints;
 static const char *sql_endpoints =
 "SELECT id, url, format, token, secret, headers::text,"
 "  webhook._user_function(on_response, 'on_response'), webhook._format_function(format),"
-"  previous_secret, previous_secret_until, rate_limit"
+"  previous_secret, previous_secret_until, rate_limit, failing_since IS NOT NULL"
 " FROM webhook.endpoint WHERE state = 'verified'";
 
 /* Make the endpoint table; once per worker. */
@@ -118,6 +118,7 @@ WebhookReloadEndpoints(void)
 							   &ep->keys))
 			ep->live = false;	/* create_endpoint refuses such secrets */
 		ep->rate_limit = (int) WebhookGetInt(tup, desc, 11);
+		ep->failing = DatumGetBool(SPI_getbinval(tup, desc, 12, &isnull));
 		WebhookParseHeaders(SPI_getvalue(tup, desc, 6), &ep->nheaders, &ep->headers);
 	}
 	MemoryContextSwitchTo(old);

@@ -130,6 +130,23 @@ WebhookRecordPrepare(void)
 	WebhookPrepare(&plan_endpoint_gone, sql_endpoint_gone, 1, t_ids);
 }
 
+/*
+ * Was the endpoint failing (failing_since set, as far as the worker knows)?
+ * Set it so. A success clears failing_since only then: not one UPDATE of
+ * webhook.endpoint per round. A round that fails reloads the endpoints, and
+ * with them what is true.
+ */
+static bool
+endpoint_failing(int64 endpoint_id, bool failing)
+{
+	Endpoint   *ep = WebhookEndpoint(endpoint_id);
+	bool		was = ep == NULL || ep->failing;
+
+	if (ep)
+		ep->failing = failing;
+	return was;
+}
+
 /* The endpoint's on_response function, if it has one. */
 static Oid
 on_response_of(int64 endpoint_id)
@@ -473,7 +490,8 @@ WebhookRecordResults(dlist_head *done)
 			r->status[n] = CStringGetTextDatum("delivered");
 			r->n_delay[n] = true;
 			WebhookStatusResult(WEBHOOK_RESULT_DELIVERED);
-			ok_eps = WebhookIdAppend(ok_eps, job->endpoint_id);
+			if (endpoint_failing(job->endpoint_id, false))
+				ok_eps = WebhookIdAppend(ok_eps, job->endpoint_id);
 		}
 		else
 		{
@@ -485,6 +503,7 @@ WebhookRecordResults(dlist_head *done)
 			{
 				d = WebhookRetryDelay(job->attempts + 1,
 									  (req->status == 429 || req->status == 503) ? retry_after : 0);
+				(void) endpoint_failing(job->endpoint_id, true);
 				fail_eps = WebhookIdAppend(fail_eps, job->endpoint_id);
 			}
 			if (got_response && error == NULL)
@@ -545,8 +564,12 @@ WebhookRecordResults(dlist_head *done)
 	if (fail_eps)
 	{
 		Datum		v[2] = {WebhookIdArray(fail_eps), Int32GetDatum(webhook_disable_after)};
+		ListCell   *lc2;
 
 		SPI_execute_plan(plan_endpoint_fail, v, NULL, false, 0);
+		/* written after the successes: failing, whatever came first */
+		foreach(lc2, fail_eps)
+			(void) endpoint_failing(*(int64 *) lfirst(lc2), true);
 	}
 	if (gone_eps)
 	{

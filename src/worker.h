@@ -51,6 +51,7 @@ typedef struct Endpoint
 	int			nheaders;
 	char	  **headers;		/* "Name: value" lines */
 	int			rate_limit;		/* deliveries a second; 0: no limit */
+	bool		failing;		/* failing_since may be set: a success clears it */
 	TimestampTz next_start;		/* under rate_limit, no delivery starts before */
 	dlist_head	ready;			/* jobs waiting for a slot */
 	int			nready;

@@ -88,4 +88,20 @@ is($node->safe_psql('postgres',
 is(scalar(grep { ($_->{headers}{'webhook-id'} // '') =~ /^msg_(\d+)_$hole$/ && ",$waiting," =~ /,$1,/ } $recv->deliveries('/hole')),
 	0, 'none was sent');
 
+# 5. A failure marks its endpoint failing (failing_since), and the next
+# success clears it: the worker remembers which endpoints may be failing, so
+# that a success elsewhere costs no UPDATE of webhook.endpoint.
+$recv->set_script(paths => {
+	'/hole' => { blackhole => JSON::PP::true },
+	'/flaky' => { statuses => [ 503, 503 ], handshake => 'raw' },
+});
+my $flaky = create_endpoint($node, $recv->url('/flaky'), events => "'{f}'");
+my $f = $node->safe_psql('postgres', "SELECT webhook.emit('f', '{}')");
+ok(wait_until(sub {
+	$node->safe_psql('postgres', "SELECT status FROM webhook.delivery WHERE event_id = $f") eq 'delivered'
+}), 'a delivery that failed twice is delivered');
+is($node->safe_psql('postgres',
+	"SELECT d.attempts || ' ' || (e.failing_since IS NULL) FROM webhook.delivery d JOIN webhook.endpoint e ON e.id = d.endpoint_id WHERE d.event_id = $f"),
+	'3 true', 'at its third attempt, and its endpoint is no longer failing');
+
 done_testing();
