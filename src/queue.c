@@ -75,17 +75,32 @@ static SPIPlanPtr plan_claim;
  * become a semi join that runs the locking subquery once per queued row.
  */
 
-/* The first n queue rows from the floor that no one else holds, locked. */
-#define CLAIMABLE_SQL(floor, n) \
-	"SELECT id FROM webhook.queue WHERE id >= " floor " ORDER BY id LIMIT " n \
+/*
+ * With several workers in a database (webhook.workers_per_database), worker
+ * k of n claims the queue rows, and owns the deliveries, whose event id is k
+ * modulo n: PART(col, n, k) is added to each statement, n and k given as
+ * parameters (1 and 0 with one worker, and for webhook._claim()). Every
+ * delivery has an owner: a fan-out's carry the queue row's id as event_id,
+ * and redeliver() and redeliver_failed() keep the event_id.
+ *
+ * The claim floor stays each worker's own: the reasoning below holds with
+ * "the rows" read as "the rows of the worker's share", since a claim takes
+ * the lowest ids of its share it can see, and rows of the other shares are
+ * not its concern.
+ */
+#define PART(col, n, k) " AND " col " % " n " = " k
+
+/* The first n queue rows of the share from the floor that no one else holds, locked. */
+#define CLAIMABLE_SQL(floor, n, part) \
+	"SELECT id FROM webhook.queue WHERE id >= " floor part " ORDER BY id LIMIT " n \
 	" FOR UPDATE SKIP LOCKED"
 
 /*
  * The claim of queued events: the worker's fan-out runs it, and so does
  * webhook._claim(), for the isolation tests (specs/claim.spec).
  */
-#define CLAIM_SQL(floor, n) \
-	"DELETE FROM webhook.queue AS x WHERE x.id = ANY (ARRAY (" CLAIMABLE_SQL(floor, n) "))"
+#define CLAIM_SQL(floor, n, part) \
+	"DELETE FROM webhook.queue AS x WHERE x.id = ANY (ARRAY (" CLAIMABLE_SQL(floor, n, part) "))"
 
 /*
  * Claim a batch of queued events, turn each into one delivery per verified
@@ -93,12 +108,12 @@ static SPIPlanPtr plan_claim;
  * be held in memory ($2: endpoints with room), and how many queue rows were
  * claimed. The INSERT is the outer statement so that its rows are rendered
  * as they are returned, not stored once more for a join. $1 batch size,
- * $3 the claim floor. Bodies come from webhook._render(), which the planner
+ * $3 the claim floor, $4 and $5 the share (n, k). Bodies come from webhook._render(), which the planner
  * inlines: NULL for a user's format function, which render_user_format()
  * calls as its owner.
  */
 static const char *sql_fanout =
-"WITH ev AS (" CLAIM_SQL("$3", "$1")
+"WITH ev AS (" CLAIM_SQL("$3", "$1", PART("id", "$4", "$5"))
 "  RETURNING x.id, x.type, x.update_type, x.channel, webhook._event(x) AS event)"
 " INSERT INTO webhook.delivery (endpoint_id, event_id, event, in_flight)"
 " SELECT e.id, ev.id, ev.event, e.id = ANY ($2)"
@@ -117,22 +132,22 @@ static const char *sql_fanout =
 
 /*
  * Is anything left to claim, and from which id? Asked when a fan-out made no
- * deliveries. $1 the claim floor.
+ * deliveries. $1 the claim floor, $2 and $3 the share.
  */
-static const char *sql_queued = CLAIMABLE_SQL("$1", "1");
+static const char *sql_queued = CLAIMABLE_SQL("$1", "1", PART("id", "$2", "$3"));
 
 /* webhook._claim(): the claim alone, its ids in order. $1 how many, $2 the floor. */
 static const char *sql_claim =
-"WITH ev AS (" CLAIM_SQL("$2", "$1") " RETURNING x.id) SELECT id FROM ev ORDER BY id";
+"WITH ev AS (" CLAIM_SQL("$2", "$1", "") " RETURNING x.id) SELECT id FROM ev ORDER BY id";
 
-/* Claim due deliveries of endpoints with room. $1 limit, $2 endpoints. */
+/* Claim due deliveries of endpoints with room. $1 limit, $2 endpoints, $3 and $4 the share. */
 static const char *sql_retry =
 "WITH c AS ("
 "  UPDATE webhook.delivery d SET in_flight = true"
 "  WHERE d.id = ANY (ARRAY ("
 "    SELECT id FROM webhook.delivery"
 "    WHERE status = 'pending' AND NOT in_flight AND next_attempt_at <= pg_catalog.now()"
-"      AND endpoint_id = ANY ($2)"
+"      AND endpoint_id = ANY ($2)" PART("event_id", "$3", "$4")
 "    ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED))"
 "  RETURNING d.id, d.endpoint_id, d.event_id, d.attempts, d.event)"
 " SELECT c.id, c.endpoint_id, c.event_id, c.attempts, webhook._render(e.format, c.event, e)"
@@ -141,14 +156,17 @@ static const char *sql_retry =
 static const char *sql_release =
 "UPDATE webhook.delivery SET in_flight = false WHERE id = ANY ($1) AND in_flight";
 
-/* When is the next retry or handshake due? $1 endpoints with room, $2 handshakes in flight. */
+/*
+ * When is the next retry or handshake due? $1 endpoints with room, $2
+ * handshakes in flight, $3 and $4 the share (handshakes are worker 0's).
+ */
 static const char *sql_next_due =
 "SELECT least("
 "  (SELECT next_attempt_at FROM webhook.delivery"
-"    WHERE status = 'pending' AND NOT in_flight AND endpoint_id = ANY ($1)"
+"    WHERE status = 'pending' AND NOT in_flight AND endpoint_id = ANY ($1)" PART("event_id", "$3", "$4")
 "    ORDER BY next_attempt_at LIMIT 1),"
 "  (SELECT pg_catalog.min(verify_next_at) FROM webhook.endpoint"
-"    WHERE state = 'pending' AND verify AND NOT id = ANY ($2)))";
+"    WHERE $4 = 0 AND state = 'pending' AND verify AND NOT id = ANY ($2)))";
 
 static const char *sql_purge =
 "DELETE FROM webhook.delivery WHERE id = ANY (ARRAY ("
@@ -164,18 +182,19 @@ static const char *sql_purge =
 void
 WebhookQueuePrepare(Oid queue)
 {
-	Oid			t_fanout[] = {INT4OID, INT8ARRAYOID, INT8OID};
-	Oid			t_one[] = {INT8OID};
+	Oid			t_fanout[] = {INT4OID, INT8ARRAYOID, INT8OID, INT8OID, INT8OID};
+	Oid			t_retry[] = {INT4OID, INT8ARRAYOID, INT8OID, INT8OID};
+	Oid			t_queued[] = {INT8OID, INT8OID, INT8OID};
 	Oid			t_ids[] = {INT8ARRAYOID};
-	Oid			t_due[] = {INT8ARRAYOID, INT8ARRAYOID};
+	Oid			t_due[] = {INT8ARRAYOID, INT8ARRAYOID, INT8OID, INT8OID};
 	Oid			t_purge[] = {INT4OID, INT4OID};
 	Oid			t_claim[] = {INT4OID, INT8OID};
 
-	WebhookPrepare(&plan_fanout, sql_fanout, 3, t_fanout);
-	WebhookPrepare(&plan_retry, sql_retry, 2, t_fanout);
-	WebhookPrepare(&plan_queued, sql_queued, 1, t_one);
+	WebhookPrepare(&plan_fanout, sql_fanout, 5, t_fanout);
+	WebhookPrepare(&plan_retry, sql_retry, 4, t_retry);
+	WebhookPrepare(&plan_queued, sql_queued, 3, t_queued);
 	WebhookPrepare(&plan_release, sql_release, 1, t_ids);
-	WebhookPrepare(&plan_next_due, sql_next_due, 2, t_due);
+	WebhookPrepare(&plan_next_due, sql_next_due, 4, t_due);
 	WebhookPrepare(&plan_purge, sql_purge, 2, t_purge);
 	WebhookPrepare(&plan_claim, sql_claim, 2, t_claim);
 
@@ -265,12 +284,21 @@ WebhookQueueReady(void)
 	return get_relname_relid("queue", nsp);
 }
 
-/* Clear the in_flight marks a previous worker left: their requests died with it. */
+/*
+ * Clear the in_flight marks a previous worker left in this worker's share:
+ * their requests died with it. (The launcher starts a worker only once the
+ * one before it in its place has gone, and a new set of workers only once
+ * the whole old set has: the shares' union is every delivery.)
+ */
 void
 WebhookQueueRecover(void)
 {
-	if (SPI_execute("UPDATE webhook.delivery SET in_flight = false"
-					" WHERE in_flight AND status = 'pending'", false, 0) != SPI_OK_UPDATE)
+	Oid			types[2] = {INT8OID, INT8OID};
+	Datum		v[2] = {Int64GetDatum(sched.part_n), Int64GetDatum(sched.part_k)};
+
+	if (SPI_execute_with_args("UPDATE webhook.delivery SET in_flight = false"
+							  " WHERE in_flight AND status = 'pending'" PART("event_id", "$1", "$2"),
+							  2, types, v, NULL, false, 0) != SPI_OK_UPDATE)
 		elog(ERROR, "could not recover in-flight deliveries");
 	if (SPI_processed > 0)
 		elog(LOG, "webhook worker: %llu deliveries that were in flight will be sent again",
@@ -284,13 +312,15 @@ WebhookQueueRecover(void)
 bool
 WebhookQueueClaimDue(List *room, dlist_head *claimed)
 {
-	Datum		v[2];
+	Datum		v[4];
 	int64		queue_rows = 0;
 	bool		more;
 	int			n;
 
 	v[0] = Int32GetDatum(webhook_batch_size);
 	v[1] = WebhookIdArray(room);
+	v[2] = Int64GetDatum(sched.part_n);
+	v[3] = Int64GetDatum(sched.part_k);
 	sched.round_claimed = true;
 	if (SPI_execute_plan(plan_retry, v, NULL, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not claim due deliveries");
@@ -343,11 +373,13 @@ WebhookQueueClaimEvents(List *room, dlist_head *claimed)
 	bool		ripe = mark_ripe();	/* before the claim's snapshot */
 	int64		max_event = -1;	/* the highest claimed event with deliveries */
 	int64		next_row = -1;	/* the lowest row left, after a claim with none */
-	Datum		fv[3];
+	Datum		fv[5];
 
 	fv[0] = Int32GetDatum(events);
 	fv[1] = WebhookIdArray(room);
 	fv[2] = Int64GetDatum(sched.claim_from_start ? 0 : fl.claim_floor);
+	fv[3] = Int64GetDatum(sched.part_n);
+	fv[4] = Int64GetDatum(sched.part_k);
 	sched.round_claimed = true;
 	if (SPI_execute_plan(plan_fanout, fv, NULL, false, 0) != SPI_OK_INSERT_RETURNING)
 		elog(ERROR, "could not fan out queued events");
@@ -457,12 +489,14 @@ WebhookQueueRelease(List *ids)
 void
 WebhookQueueReadNextDue(List *room, TimestampTz now)
 {
-	Datum		v[2];
+	Datum		v[4];
 	Datum		d;
 	bool		isnull;
 
 	v[0] = WebhookIdArray(room);
 	v[1] = WebhookIdArray(sched.handshakes_in_flight);
+	v[2] = Int64GetDatum(sched.part_n);
+	v[3] = Int64GetDatum(sched.part_k);
 	if (SPI_execute_plan(plan_next_due, v, NULL, false, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not read the next due time");
 	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);

@@ -94,6 +94,7 @@
 #include "worker.h"
 
 Scheduler	sched = {
+	.part_n = 1,
 	.queue_hint = true,
 	.retry_hint = true,
 	.due_stale = true,
@@ -248,7 +249,8 @@ round_body(dlist_head *recording, dlist_head *claimed, dlist_head *handshakes,
 	{
 		WebhookQueueRecover();
 		/* reasons the API stored while no worker served the database */
-		if (SPI_execute("SELECT webhook._now_served()", false, 0) != SPI_OK_SELECT)
+		if (sched.part_k == 0 &&
+			SPI_execute("SELECT webhook._now_served()", false, 0) != SPI_OK_SELECT)
 			elog(ERROR, "could not clear the reasons of an unserved database");
 		*recovered = true;
 	}
@@ -291,7 +293,8 @@ round_body(dlist_head *recording, dlist_head *claimed, dlist_head *handshakes,
 		WebhookQueueRelease(sched.pending_release);
 		sched.retry_hint = true;
 	}
-	if (sched.due_stale)
+	/* what is done once per database is worker 0's */
+	if (sched.due_stale && sched.part_k == 0)
 		WebhookClaimHandshakes(handshakes);
 
 	room = WebhookEndpointsWithRoom();
@@ -304,7 +307,10 @@ round_body(dlist_head *recording, dlist_head *claimed, dlist_head *handshakes,
 	}
 
 	now = GetCurrentTimestamp();
-	WebhookQueuePurge(now);
+	if (sched.part_k == 0)
+		WebhookQueuePurge(now);
+	else
+		sched.next_purge = now + (int64) PURGE_INTERVAL_MS * 1000;
 	if (sched.due_stale)
 		WebhookQueueReadNextDue(room, now);
 	if (more || sched.next_purge <= now)
@@ -406,9 +412,14 @@ do_round(bool *recovered, bool *served)
 		WebhookSlotMark(false);
 		*served = true;
 		WebhookStatusAttach();
-		ereport(LOG,
-				(errmsg("webhook worker started for database \"%s\"",
-						my_database)));
+		if (sched.part_n > 1)
+			ereport(LOG,
+					(errmsg("webhook worker %d of %d started for database \"%s\"",
+							sched.part_k + 1, sched.part_n, my_database)));
+		else
+			ereport(LOG,
+					(errmsg("webhook worker started for database \"%s\"",
+							my_database)));
 	}
 	list_free_deep(sched.pending_release);
 	sched.pending_release = NIL;
@@ -428,6 +439,8 @@ WebhookWorkerMain(Datum main_arg)
 	bool		woken = true;
 	bool		want_round;
 	TimestampTz last_round = 0;
+	WebhookWorkerArg arg;
+	int			slot;
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, die);
@@ -436,8 +449,19 @@ WebhookWorkerMain(Datum main_arg)
 	/* the launcher gives the database; it is never a template */
 	BackgroundWorkerInitializeConnectionByOid(DatumGetObjectId(main_arg), InvalidOid, 0);
 	pgstat_report_appname(WEBHOOK_WORKER_NAME);
-	if (!WebhookSlotJoin())
+	/* its share of the database's work: fixed for its life (queue.c) */
+	memcpy(&arg, MyBgworkerEntry->bgw_extra, sizeof(arg));
+	if (arg.n < 1 || arg.k < 0 || arg.k >= arg.n)
+	{
+		arg.n = 1;
+		arg.k = 0;
+	}
+	sched.part_n = arg.n;
+	sched.part_k = arg.k;
+	if (!WebhookSlotJoin(arg.k, &slot))
 		proc_exit(0);
+	if (sched.part_n > 1)
+		WebhookLimitsJoin(slot, sched.part_k);
 	StartTransactionCommand();
 	strlcpy(my_database, get_database_name(MyDatabaseId), NAMEDATALEN);
 	CommitTransactionCommand();
