@@ -313,12 +313,13 @@ WebhookUnservedReason(const char **hint)
 	}
 	LWLockRelease(webhook_shared->lock);
 
-	if (running)
+	/* some of the database's workers may run, not all of them */
+	if (running && !no_slot)
 		return NULL;
 	if (no_slot || worker_slots_full())
 	{
-		*hint = "Raise max_worker_processes (the launcher and one worker per served database, beside "
-			"parallel and other workers) and restart the server.";
+		*hint = "Raise max_worker_processes (the launcher and webhook.workers_per_database workers per "
+			"served database, beside parallel and other workers) and restart the server.";
 		return pstrdup(WebhookNoSlotReason(name));
 	}
 	return NULL;

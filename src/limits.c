@@ -62,6 +62,8 @@ static int	limits_tranche = 0;
 
 static DatabaseLimits *mine = NULL;	/* this worker's database's */
 static int	my_k = -1;
+static TimestampTz full_until = 0;	/* found full: no new entry is looked for before */
+static bool full_logged = false;
 
 Size
 WebhookLimitsShmemSize(int nslots)
@@ -158,6 +160,8 @@ find_entry(Endpoint *ep, TimestampTz now)
 
 	if (ep->limit_idx >= 0 && mine->entries[ep->limit_idx].id == ep->id)
 		return ep->limit_idx;
+	if (now < full_until)
+		return -1;				/* not a scan per endpoint per turn while full */
 	for (int i = 0; i < SHARED_ENDPOINTS; i++)
 	{
 		SharedEndpoint *e = &mine->entries[i];
@@ -179,6 +183,8 @@ find_entry(Endpoint *ep, TimestampTz now)
 		memset(&mine->entries[idle], 0, sizeof(SharedEndpoint));
 		mine->entries[idle].id = ep->id;
 	}
+	else
+		full_until = now + (int64) FULL_RETRY_MS * 1000;
 	return ep->limit_idx = idle;
 }
 
@@ -220,6 +226,14 @@ WebhookLimitsTryStart(Endpoint *ep, TimestampTz now, TimestampTz *retry_at)
 		}
 	}
 	LWLockRelease(&mine->lock);
+	if (idx < 0 && !full_logged)
+	{
+		ereport(LOG,
+				(errmsg("webhook worker: more endpoints are busy at once than the limits shared by the database's workers can hold (%d)",
+						SHARED_ENDPOINTS),
+				 errdetail("Deliveries to other endpoints wait until some are idle; this is not logged again.")));
+		full_logged = true;
+	}
 	return ok;
 }
 

@@ -23,8 +23,9 @@
  *	worker.c	this file: the loop, the waits, the round's transaction
  *
  * and beside them: webhook.c (entry point, shared memory, wake at commit),
- * launcher.c (one worker per database), databases.c (the databases' slots
- * in shared memory, why one is not served, DROP DATABASE), status.c (the
+ * launcher.c (the workers of each database), databases.c (the databases'
+ * slots in shared memory, why one is not served, DROP DATABASE), limits.c
+ * (the per-endpoint limits across a database's workers), status.c (the
  * workers' counters, webhook.worker_status), guc.c (settings), owner.c (user
  * code as its owner), plans.c (the triggers' kept plans), moderate.c (the
  * synchronous hooks), util.c.
@@ -35,16 +36,19 @@
  *	   the end of the statement: the source's SELECT runs over the
  *	   transition table as the table's owner, its rows are inserted into
  *	   webhook.queue, and WebhookWakeAtCommit() arms the wake-up.
- *	2. At commit the backend sets the latch of its database's worker
- *	   (webhook.c, through the database's slot in databases.c).
+ *	2. At commit the backend sets the latches of its database's workers
+ *	   (webhook.c, through the database's slot in databases.c): one, or
+ *	   webhook.workers_per_database of them.
  *	3. The worker's wait (http.c, WebhookHttpWait) returns; the loop below
  *	   runs a round: one transaction in which queue.c claims the event
- *	   (FOR UPDATE SKIP LOCKED, from the claim floor), deletes it from the
+ *	   (FOR UPDATE SKIP LOCKED, from the claim floor; with n workers, the
+ *	   worker whose number is the event's id modulo n), deletes it from the
  *	   queue and inserts one webhook.delivery row per matching verified
  *	   endpoint, rendering the bodies of those held in memory; dispatch.c
  *	   makes them jobs in the round's batch.
  *	4. After the commit the jobs join their endpoints' ready lists
- *	   (dispatch.c) and start within the concurrency limits: http.c hands
+ *	   (dispatch.c) and start within the concurrency limits (counted across
+ *	   the database's workers by limits.c when there are several): http.c hands
  *	   each request to libcurl with the headers http_message.c makes and
  *	   signs.
  *	5. The wait sees curl's sockets; finished requests come back to the
@@ -58,7 +62,9 @@
  * send with none open, wait on the latch, postmaster death and curl's
  * sockets together. A delivery held in memory has in_flight = true in its
  * row; the flag is cleared when its result is recorded, and at start-up for
- * whatever a crash left behind, which is then sent again (at-least-once).
+ * whatever a crash left behind, which is then sent again (at-least-once);
+ * with several workers each clears only its own share's, which no other
+ * worker can hold. Handshakes and the purge are worker 0's.
  * Every write of the worker only records progress, so its transactions
  * commit asynchronously: a crash that loses a commit loses progress, and the
  * work is done again, never lost.
