@@ -143,6 +143,34 @@ is(scalar(grep { $got->{$_} } @ids), 500, 'each of the 500 arrived');
 is($node->safe_psql('postgres', 'SELECT count(*) FROM webhook.delivery WHERE in_flight OR status <> $$delivered$$'),
 	'0', 'none left in flight or pending');
 
+# 7. More endpoints busy at once than the shared limits hold (1,024): 1,100
+# endpoints limited to one delivery a second, eight events each, so each
+# endpoint stays busy (its next start ahead) for seven seconds or more. The
+# deliveries that find no room wait and are all made, and the spacing holds
+# on every endpoint.
+my $n_ep = 1100;
+$node->safe_psql('postgres', qq{
+	SELECT count(webhook.create_endpoint('http://127.0.0.1:$recv->{port}/e' || i, name => 'e' || i,
+		verify => false, rate_limit => 1, events => '{full}'))
+	FROM generate_series(1, $n_ep) i});
+@ids = emit('full', 8);
+ok(wait_events_done($node, @ids), "the 8 events were delivered to the $n_ep endpoints");
+my %times;
+push @{ $times{ $_->{path} } }, $_->{time} for grep { $_->{path} =~ m{^/e\d+$} } $recv->deliveries;
+is(scalar(keys %times), $n_ep, 'every endpoint got deliveries');
+is(scalar(grep { @{ $times{$_} } == 8 } keys %times), $n_ep, 'each got its 8');
+# starts 1 s apart; arrival stamps may shift on a loaded machine, two workers
+# ignoring each other's spacing would put two within milliseconds
+my $gap = 1e9;
+for my $t (values %times)
+{
+	my @t = sort { $a <=> $b } @$t;
+	$gap = $t[$_] - $t[ $_ - 1 ] < $gap ? $t[$_] - $t[ $_ - 1 ] : $gap for 1 .. $#t;
+}
+cmp_ok($gap, '>=', 0.5, sprintf('deliveries to one endpoint at least 0.5 s apart (closest: %.3f s)', $gap));
+like(slurp_file($node->logfile), qr/more endpoints are busy at once than the limits shared by the database's workers can hold \(1024\)/,
+	'the full table was logged');
+
 $recv->stop;
 $node->stop;
 done_testing();
