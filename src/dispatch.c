@@ -23,6 +23,7 @@
 #include "catalog/pg_type.h"
 #include "utils/builtins.h"
 #include "utils/json.h"
+#include "utils/jsonb.h"
 #include "utils/memutils.h"
 
 #include "guc.h"
@@ -123,7 +124,9 @@ render_user_format(Job *job, Endpoint *ep)
 }
 
 /*
- * Make jobs from claimed delivery rows; they join ready lists after commit.
+ * Make jobs from claimed delivery rows, with their bodies (column 5 is the
+ * event: rendered here for a built-in format, by the user's function as its
+ * owner otherwise); they join ready lists after commit.
  * A fan-out's rows also say how many queue rows it claimed (column 6), and
  * whether the delivery is held in memory (column 7): the others wait in the
  * table, as due retries, for their endpoint to have room. For a fan-out,
@@ -145,6 +148,8 @@ WebhookCollectJobs(dlist_head *claimed, int64 *queue_rows, int64 *max_event)
 	{
 		HeapTuple	tup = SPI_tuptable->vals[i];
 		Job		   *job;
+		Endpoint   *ep;
+		Datum		event;
 		char	   *body;
 		bool		isnull;
 
@@ -160,7 +165,11 @@ WebhookCollectJobs(dlist_head *claimed, int64 *queue_rows, int64 *max_event)
 		job->endpoint_id = WebhookGetInt(tup, desc, 2);
 		job->event_id = WebhookGetInt(tup, desc, 3);
 		job->attempts = (int) WebhookGetInt(tup, desc, 4);
-		body = SPI_getvalue(tup, desc, 5);
+		ep = WebhookEndpoint(job->endpoint_id);
+		event = SPI_getbinval(tup, desc, 5, &isnull);
+		body = NULL;
+		if (ep && ep->live && !ep->user_format && !isnull)
+			body = WebhookRenderBuiltin(ep->format, DatumGetJsonbP(event), ep->token);
 		job->body = body;
 		job->body_len = body ? strlen(body) : 0;
 		if (body == NULL)

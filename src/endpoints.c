@@ -112,6 +112,7 @@ WebhookReloadEndpoints(void)
 		ep->url = WebhookDeliveryUrl(SPI_getvalue(tup, desc, 2), SPI_getvalue(tup, desc, 3), SPI_getvalue(tup, desc, 4));
 		ep->on_response = (Oid) WebhookGetInt(tup, desc, 7);
 		ep->format = SPI_getvalue(tup, desc, 3);
+		ep->token = SPI_getvalue(tup, desc, 4);
 		ep->user_format = SPI_getvalue(tup, desc, 8) != NULL;
 		ep->format_fn = (Oid) WebhookGetInt(tup, desc, 8);
 		if (!WebhookDecodeKeys(secret, SPI_getvalue(tup, desc, 9), isnull ? 0 : previous_until,
@@ -139,6 +140,7 @@ WebhookReloadEndpoints(void)
 		ep->url = NULL;
 		ep->on_response = InvalidOid;
 		ep->format = NULL;
+		ep->token = NULL;
 		ep->headers = NULL;
 		ep->nheaders = 0;
 		if (ep->inflight == 0)

@@ -122,13 +122,10 @@ part_filter(const char *col, int param)
 
 /*
  * Claim a batch of queued events, turn each into one delivery per verified
- * endpoint whose filters match, and return them with the bodies of those to
- * be held in memory ($2: endpoints with room), and how many queue rows were
- * claimed. The INSERT is the outer statement so that its rows are rendered
- * as they are returned, not stored once more for a join. $1 batch size,
- * $3 the claim floor, $4 and $5 the share (n, k). Bodies come from webhook._render(), which the planner
- * inlines: NULL for a user's format function, which render_user_format()
- * calls as its owner.
+ * endpoint whose filters match, and return them, with the events of those to
+ * be held in memory ($2: endpoints with room; dispatch.c renders their
+ * bodies), and how many queue rows were claimed. $1 batch size, $3 the claim
+ * floor, $4 and $5 the share (n, k).
  */
 static const char *sql_fanout =
 "WITH ev AS (" CLAIM_SQL("$3", "$1", PART)
@@ -143,9 +140,7 @@ static const char *sql_fanout =
 "       WHERE pg_catalog.strpos(pg_catalog.lower(ev.event->'message'->>'content'),"
 "                               pg_catalog.lower(k)) > 0))"
 " ORDER BY ev.id, e.id"
-" RETURNING id, endpoint_id, event_id, 0,"
-"  CASE WHEN in_flight THEN (SELECT webhook._render(e.format, event, e)"
-"    FROM webhook.endpoint e WHERE e.id = endpoint_id) END,"
+" RETURNING id, endpoint_id, event_id, 0, CASE WHEN in_flight THEN event END,"
 "  (SELECT pg_catalog.count(*) FROM ev), in_flight";
 
 /*
@@ -168,8 +163,7 @@ static const char *sql_retry =
 "      AND endpoint_id = ANY ($2)" PART
 "    ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED))"
 "  RETURNING d.id, d.endpoint_id, d.event_id, d.attempts, d.event)"
-" SELECT c.id, c.endpoint_id, c.event_id, c.attempts, webhook._render(e.format, c.event, e)"
-" FROM c JOIN webhook.endpoint e ON e.id = c.endpoint_id";
+" SELECT id, endpoint_id, event_id, attempts, event FROM c";
 
 static const char *sql_release =
 "UPDATE webhook.delivery SET in_flight = false WHERE id = ANY ($1) AND in_flight";

@@ -11,11 +11,7 @@
  * waiting at least what a 429 or 503 asked with Retry-After, and failed
  * when the schedule is used up.
  *
- * A handshake is judged here too, on the same schedule: a 2xx that echoes
- * the challenge verifies the endpoint; no answer, a 429 or a 5xx is tried
- * again (waiting at least what Retry-After asked) and leaves it unverified
- * when the schedule is used up; any other reply is final. SQL only stores
- * the verdict.
+ * A handshake is judged by handshake.c, on the same schedule.
  *
  *-------------------------------------------------------------------------
  */
@@ -36,13 +32,10 @@
 #include "worker.h"
 
 static SPIPlanPtr plan_record;
-static SPIPlanPtr plan_handshake;
 static SPIPlanPtr plan_response_args;
 static SPIPlanPtr plan_endpoint_ok;
 static SPIPlanPtr plan_endpoint_fail;
 static SPIPlanPtr plan_endpoint_gone;
-
-PG_FUNCTION_INFO_V1(webhook_handshake_result);
 
 /* Write back a batch of delivery results. */
 static const char *sql_record =
@@ -60,22 +53,6 @@ static const char *sql_record =
 "   pg_catalog.unnest($6::text[]), pg_catalog.unnest($7::text[]), pg_catalog.unnest($8::bigint[]))"
 "   AS u(id, status, delay_ms, rs, rh, rb, err, dur_us)"
 " WHERE d.id = u.id AND d.id = ANY ($1)";
-
-/*
- * Store a handshake's verdict, if the endpoint still waits for it with the
- * url and token it was sent with (changed while the handshake was in flight,
- * it has another handshake due). $1 endpoint, $2 url, $3 token, $4 state,
- * $5 state_reason, $6 ms to the next try (NULL: none).
- */
-static const char *sql_handshake =
-"UPDATE webhook.endpoint SET state = $4, state_reason = $5,"
-"  verified_at = CASE WHEN $4 = 'verified' THEN pg_catalog.now() ELSE verified_at END,"
-"  failing_since = CASE WHEN $4 = 'verified' THEN NULL ELSE failing_since END,"
-"  verify_attempts = verify_attempts + 1,"
-"  verify_next_at = pg_catalog.now() + $6 * interval '1 millisecond',"
-"  updated_at = pg_catalog.now()"
-" WHERE id = $1 AND state = 'pending' AND url = $2 AND token = $3";
-static Oid	t_handshake[] = {INT8OID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, INT8OID};
 
 /* What an on_response function is called with. $1 delivery. */
 static const char *sql_response_args =
@@ -114,7 +91,7 @@ WebhookRecordPrepare(void)
 	Oid			t_fail[] = {INT8ARRAYOID, INT4OID};
 
 	WebhookPrepare(&plan_record, sql_record, 8, t_record);
-	WebhookPrepare(&plan_handshake, sql_handshake, lengthof(t_handshake), t_handshake);
+	WebhookHandshakePrepare();
 	WebhookPrepare(&plan_response_args, sql_response_args, 1, t_one);
 	WebhookPrepare(&plan_endpoint_ok, sql_endpoint_ok, 1, t_ids);
 	WebhookPrepare(&plan_endpoint_fail, sql_endpoint_fail, 2, t_fail);
@@ -134,8 +111,8 @@ on_response_of(int64 endpoint_id)
  * The retry policy, of deliveries and handshakes: the delay before the next
  * attempt, at least at_least_ms, or -1 when the schedule is used up.
  */
-static int64
-retry_delay(int attempts_made, int64 at_least_ms)
+int64
+WebhookRetryDelay(int attempts_made, int64 at_least_ms)
 {
 	int64		ms;
 	double		jitter;
@@ -146,160 +123,6 @@ retry_delay(int attempts_made, int64 at_least_ms)
 	jitter = 0.8 + 0.4 * pg_prng_double(&pg_global_prng_state);
 	ms = (int64) (ms * jitter);
 	return Max(ms, at_least_ms);
-}
-
-/* What a handshake makes of its endpoint. */
-typedef struct HandshakeVerdict
-{
-	const char *state;			/* verified, unverified or pending */
-	char	   *reason;			/* state_reason; NULL for none */
-	int64		next_ms;		/* pending: when to try again; -1 otherwise */
-} HandshakeVerdict;
-
-/*
- * Does a reply that starts with '{' carry the challenge as its "challenge"
- * (reply::jsonb ->> 'challenge')? A reply that is not JSON does not: the
- * cast's error is caught in a subtransaction.
- */
-static bool
-json_echoes(const char *reply, const char *challenge)
-{
-	MemoryContext cxt = CurrentMemoryContext;
-	ResourceOwner owner = CurrentResourceOwner;
-	volatile bool ok = false;
-
-	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(cxt);
-	PG_TRY();
-	{
-		LOCAL_FCINFO(fcinfo, 2);
-		Datum		field;
-
-		InitFunctionCallInfoData(*fcinfo, NULL, 2, InvalidOid, NULL, NULL);
-		fcinfo->args[0].value = DirectFunctionCall1(jsonb_in, CStringGetDatum(reply));
-		fcinfo->args[0].isnull = false;
-		fcinfo->args[1].value = CStringGetTextDatum("challenge");
-		fcinfo->args[1].isnull = false;
-		field = jsonb_object_field_text(fcinfo);
-		ok = !fcinfo->isnull && strcmp(TextDatumGetCString(field), challenge) == 0;
-		ReleaseCurrentSubTransaction();
-	}
-	PG_CATCH();
-	{
-		MemoryContextSwitchTo(cxt);
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-	}
-	PG_END_TRY();
-	MemoryContextSwitchTo(cxt);
-	CurrentResourceOwner = owner;
-	return ok;
-}
-
-/* Does the reply echo the challenge: as is, as a JSON string, or in a JSON object? */
-static bool
-echoes_challenge(const char *body, const char *challenge)
-{
-	const char *ws = " \t\r\n";
-	size_t		start = strspn(body, ws);
-	size_t		len = strlen(body + start);
-	size_t		clen = strlen(challenge);
-	char	   *reply;
-
-	while (len > 0 && strchr(ws, body[start + len - 1]))
-		len--;
-	if ((len == clen && strncmp(body + start, challenge, clen) == 0) ||
-		(len == clen + 2 && body[start] == '"' && body[start + len - 1] == '"' &&
-		 strncmp(body + start + 1, challenge, clen) == 0))
-		return true;
-	if (len == 0 || body[start] != '{')
-		return false;
-	reply = pnstrdup(body + start, len);
-	return json_echoes(reply, challenge);
-}
-
-/*
- * Judge a handshake's reply. status < 0: no response came back, error says
- * why. retry_ms: the retry policy's delay before the next try (-1: the
- * schedule is used up).
- */
-static HandshakeVerdict
-judge_handshake(int status, const char *body, const char *error, const char *challenge,
-				int64 retry_ms)
-{
-	HandshakeVerdict v = {"unverified", NULL, -1};
-
-	if (status < 0 || status == 429 || status >= 500)
-	{
-		/* no answer, or a server in trouble: try again on the retry schedule */
-		char	   *why = error ? pstrdup(error) : psprintf("HTTP %d", status);
-
-		if (retry_ms < 0)
-			v.reason = psprintf("handshake failed: %s", why);
-		else
-		{
-			v.state = "pending";
-			v.reason = psprintf("handshake failed, will retry: %s", why);
-			v.next_ms = retry_ms;
-		}
-	}
-	else if (status < 200 || status > 299)
-		v.reason = psprintf("handshake answered HTTP %d", status);
-	else if (body != NULL && echoes_challenge(body, challenge))
-		v.state = "verified";
-	else
-		v.reason = pstrdup("handshake reply did not echo the challenge");
-	return v;
-}
-
-/* Store a handshake's verdict (ignored if the endpoint changed meanwhile). */
-static void
-store_handshake(int64 endpoint_id, const char *url, const char *token, HandshakeVerdict v)
-{
-	Datum		args[6];
-	char		nulls[6] = {' ', ' ', ' ', ' ', ' ', ' '};
-
-	if (plan_handshake == NULL)	/* in a backend: webhook._handshake_result() */
-		WebhookPrepare(&plan_handshake, sql_handshake, lengthof(t_handshake), t_handshake);
-	args[0] = Int64GetDatum(endpoint_id);
-	args[1] = CStringGetTextDatum(url);
-	args[2] = CStringGetTextDatum(token);
-	args[3] = CStringGetTextDatum(v.state);
-	args[4] = v.reason ? CStringGetTextDatum(v.reason) : (Datum) 0;
-	if (v.reason == NULL)
-		nulls[4] = 'n';
-	args[5] = Int64GetDatum(v.next_ms);
-	if (v.next_ms < 0)
-		nulls[5] = 'n';
-	if (SPI_execute_plan(plan_handshake, args, nulls, false, 0) != SPI_OK_UPDATE)
-		elog(ERROR, "could not record a handshake");
-}
-
-/*
- * webhook._handshake_result(endpoint_id, url, token, challenge, status, body,
- * error, retry_ms): judge and store a handshake's outcome as the worker does,
- * for the regression tests. status NULL: no response, error says why;
- * retry_ms < 0: no retries left.
- */
-Datum
-webhook_handshake_result(PG_FUNCTION_ARGS)
-{
-	int			status = PG_ARGISNULL(4) ? -1 : PG_GETARG_INT32(4);
-	char	   *body = PG_ARGISNULL(5) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(5));
-	char	   *error = PG_ARGISNULL(6) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(6));
-	HandshakeVerdict v;
-
-	for (int i = 0; i < 8; i++)
-		if (i != 4 && i != 5 && i != 6 && PG_ARGISNULL(i))
-			PG_RETURN_VOID();
-	v = judge_handshake(status, body, error, text_to_cstring(PG_GETARG_TEXT_PP(3)),
-						PG_GETARG_INT64(7));
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	store_handshake(PG_GETARG_INT64(0), text_to_cstring(PG_GETARG_TEXT_PP(1)),
-					text_to_cstring(PG_GETARG_TEXT_PP(2)), v);
-	SPI_finish();
-	PG_RETURN_VOID();
 }
 
 /*
@@ -396,11 +219,11 @@ WebhookRecordResults(dlist_head *done)
 
 		if (job->kind == JOB_HANDSHAKE)
 		{
-			store_handshake(job->id, job->endpoint_url, job->token,
-							judge_handshake(got_response ? (int) req->status : -1, body,
-											got_response ? NULL : WebhookHttpError(req),
-											job->challenge,
-											retry_delay(job->attempts + 1, retry_after)));
+			WebhookStoreHandshake(job->id, job->endpoint_url, job->token,
+								  WebhookJudgeHandshake(got_response ? (int) req->status : -1, body,
+														got_response ? NULL : WebhookHttpError(req),
+														job->challenge,
+														WebhookRetryDelay(job->attempts + 1, retry_after)));
 			continue;
 		}
 
@@ -451,7 +274,7 @@ WebhookRecordResults(dlist_head *done)
 				gone_eps = WebhookIdAppend(gone_eps, job->endpoint_id);
 			else
 			{
-				d = retry_delay(job->attempts + 1,
+				d = WebhookRetryDelay(job->attempts + 1,
 								(req->status == 429 || req->status == 503) ? retry_after : 0);
 				fail_eps = WebhookIdAppend(fail_eps, job->endpoint_id);
 			}

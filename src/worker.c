@@ -14,12 +14,14 @@
  *	endpoints.c	the verified endpoints in memory, and which have room
  *	dispatch.c	the jobs and their batches, fairness
  *				between endpoints, starting requests
+ *	render.c	the bodies of the built-in formats, in C from the event
  *	http_message.c	what a request and a response are: URLs, form fields,
  *				headers and signatures (signing.c: the HMAC), the blocked
  *				networks, the decoding of responses
  *	http.c		the engines: the worker's async one (curl's multi handle
  *				waited on with the latch) and the backends' sync one
- *	record.c	results, the retry policy, handshake verdicts, on_response
+ *	record.c	results, the retry policy, on_response (handshake.c: the
+ *				verdict of a handshake)
  *	worker.c	this file: the loop, the waits, the round's transaction
  *
  * and beside them: webhook.c (entry point, shared memory, wake at commit),
@@ -44,8 +46,9 @@
  *	   (FOR UPDATE SKIP LOCKED, from the claim floor; with n workers, the
  *	   worker whose number is the event's id modulo n), deletes it from the
  *	   queue and inserts one webhook.delivery row per matching verified
- *	   endpoint, rendering the bodies of those held in memory; dispatch.c
- *	   makes them jobs in the round's batch.
+ *	   endpoint, returning the event of those held in memory; dispatch.c
+ *	   makes them jobs in the round's batch, with their bodies rendered
+ *	   by render.c (a user's format function is called as its owner).
  *	4. After the commit the jobs join their endpoints' ready lists
  *	   (dispatch.c) and start within the concurrency limits (counted across
  *	   the database's workers by limits.c when there are several): http.c hands

@@ -16,6 +16,7 @@
 #include "lib/ilist.h"
 #include "nodes/pg_list.h"
 #include "utils/hsearch.h"
+#include "utils/jsonb.h"
 #include "utils/timestamp.h"
 
 #include "http.h"
@@ -43,6 +44,7 @@ typedef struct Endpoint
 	char	   *url;			/* with ?token= for the channel format */
 	Oid			on_response;	/* InvalidOid: none */
 	char	   *format;			/* the format's name */
+	char	   *token;			/* for the body of the slackchat format */
 	bool		user_format;	/* a user's function, not a built-in */
 	Oid			format_fn;		/* that function; InvalidOid when it is gone */
 	WebhookKeys keys;
@@ -177,7 +179,26 @@ extern void WebhookLimitsJoin(int slot, int k);
 extern bool WebhookLimitsTryStart(Endpoint *ep, TimestampTz now, TimestampTz *retry_at);
 extern void WebhookLimitsDone(Endpoint *ep);
 
-/* record.c: results, the retry policy, handshake verdicts, on_response */
+/* render.c: the built-in formats */
+extern char *WebhookRenderBuiltin(const char *format, Jsonb *event, const char *token);
+
+/* What a handshake makes of its endpoint. */
+typedef struct HandshakeVerdict
+{
+	const char *state;			/* verified, unverified or pending */
+	char	   *reason;			/* state_reason; NULL for none */
+	int64		next_ms;		/* pending: when to try again; -1 otherwise */
+} HandshakeVerdict;
+
+/* handshake.c: a handshake's verdict */
+extern void WebhookHandshakePrepare(void);
+extern HandshakeVerdict WebhookJudgeHandshake(int status, const char *body, const char *error,
+											  const char *challenge, int64 retry_ms);
+extern void WebhookStoreHandshake(int64 endpoint_id, const char *url, const char *token,
+								  HandshakeVerdict v);
+
+/* record.c: results, the retry policy, on_response */
+extern int64 WebhookRetryDelay(int attempts_made, int64 at_least_ms);
 extern void WebhookRecordPrepare(void);
 extern void WebhookRecordResults(dlist_head *done);
 
