@@ -53,12 +53,18 @@ slot_count(void)
 	return max_worker_processes + 16;
 }
 
+static Size
+slots_size(void)
+{
+	return add_size(offsetof(WebhookShared, databases),
+					mul_size(slot_count(), sizeof(WebhookDatabase)));
+}
+
+/* The slots, and the endpoint limits of each (limits.c): two structures. */
 Size
 WebhookShmemSize(void)
 {
-	return add_size(add_size(offsetof(WebhookShared, databases),
-							 mul_size(slot_count(), sizeof(WebhookDatabase))),
-					WebhookLimitsShmemSize(slot_count()));
+	return add_size(slots_size(), WebhookLimitsShmemSize(slot_count()));
 }
 
 void
@@ -67,10 +73,10 @@ WebhookShmemInit(void)
 	bool		found;
 
 	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
-	webhook_shared = ShmemInitStruct("webhook", WebhookShmemSize(), &found);
+	webhook_shared = ShmemInitStruct("webhook", slots_size(), &found);
 	if (!found)
 	{
-		memset(webhook_shared, 0, WebhookShmemSize());
+		memset(webhook_shared, 0, slots_size());
 		webhook_shared->lock = &(GetNamedLWLockTranche("webhook"))->lock;
 		webhook_shared->ndatabases = slot_count();
 		for (int i = 0; i < webhook_shared->ndatabases; i++)
