@@ -439,6 +439,19 @@ do_round(bool *recovered, bool *served)
 	MemoryContextReset(sched.round_ctx);
 }
 
+/*
+ * Nothing in flight, nothing to wait for before recording: the results
+ * waiting are recorded at once. With several workers, jobs held back by
+ * the others' requests to their endpoints (limits.c) will start soon: their
+ * results join a batch, or a round each would record a handful (four times
+ * the rounds, measured on a drain with two workers).
+ */
+static bool
+nothing_in_flight(void)
+{
+	return WebhookHttpInFlight() == 0 && (sched.part_n == 1 || sched.nready == 0);
+}
+
 /* The worker's entry point. */
 void
 WebhookWorkerMain(Datum main_arg)
@@ -540,7 +553,7 @@ WebhookWorkerMain(Datum main_arg)
 			((sched.queue_hint && WebhookWantEvents()) ||
 			 now >= sched.next_due ||
 			 (sched.nfinished > 0 &&
-			  (sched.nfinished >= RECORD_BATCH || WebhookHttpInFlight() == 0 ||
+			  (sched.nfinished >= RECORD_BATCH || nothing_in_flight() ||
 			   now >= sched.first_finished_at + RECORD_DELAY_MS * 1000)));
 		if (last_round > now)
 			last_round = now;	/* the clock went back: the gap stays a gap */
@@ -569,7 +582,7 @@ WebhookWorkerMain(Datum main_arg)
 		else if (now < sched.backoff_until)
 			timeout = (long) ((sched.backoff_until - now + 999) / 1000);
 		else if (sched.next_due <= now ||
-				 (sched.nfinished > 0 && WebhookHttpInFlight() == 0))
+				 (sched.nfinished > 0 && nothing_in_flight()))
 			timeout = 0;
 		else
 		{
