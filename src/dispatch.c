@@ -33,10 +33,11 @@
 static SPIPlanPtr plan_handshakes;
 static SPIPlanPtr plan_render_args;
 
-/* What a user's format function is called with. $1 delivery. */
+static void job_finished(Job *job);
+
+/* The endpoint a user's format function is called with (and the event). $1 endpoint. */
 static const char *sql_render_args =
-"SELECT d.event, e FROM webhook.delivery d JOIN webhook.endpoint e ON e.id = d.endpoint_id"
-" WHERE d.id = $1";
+"SELECT e FROM webhook.endpoint e WHERE e.id = $1";
 
 /* Endpoints due for a handshake, not already in flight. $1 in flight. */
 static const char *sql_handshakes =
@@ -88,9 +89,9 @@ new_job(JobBatch *batch, JobKind kind)
  * the error, and is recorded as failed (DESIGN section 9).
  */
 static void
-render_user_format(Job *job, Endpoint *ep)
+render_user_format(Job *job, Endpoint *ep, Datum event)
 {
-	Datum		arg = Int64GetDatum(job->id);
+	Datum		arg = Int64GetDatum(job->endpoint_id);
 	char	   *error = NULL;
 	char	   *body = NULL;
 
@@ -105,9 +106,9 @@ render_user_format(Job *job, Endpoint *ep)
 
 		if (SPI_execute_plan(plan_render_args, &arg, NULL, false, 1) != SPI_OK_SELECT ||
 			SPI_processed != 1)
-			elog(ERROR, "could not read delivery %lld", (long long) job->id);
-		args[0] = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-		args[1] = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull);
+			elog(ERROR, "could not read endpoint %lld", (long long) job->endpoint_id);
+		args[0] = event;
+		args[1] = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
 		body = WebhookCallUserFunction(ep->format_fn, 2, argtypes, JSONBOID, args, &error);
 		if (error)
 			error = psprintf("format function %s failed: %s", ep->format, error);
@@ -124,13 +125,66 @@ render_user_format(Job *job, Endpoint *ep)
 }
 
 /*
+ * A claimed delivery's job, its body rendered (built-in formats) or to be
+ * rendered by the user's function once SPI_tuptable is read (*unrendered).
+ */
+static Job *
+add_job(JobBatch *batch, dlist_head *claimed, List **unrendered, int64 endpoint_id,
+		int64 event_id, Datum event, bool isnull, bool once)
+{
+	Job		   *job = new_job(batch, JOB_DELIVERY);
+	Endpoint   *ep = WebhookEndpoint(endpoint_id);
+	bool		builtin = ep && ep->live && !ep->user_format;
+	char	   *body = NULL;
+
+	job->endpoint_id = endpoint_id;
+	job->event_id = event_id;
+	job->once = once;
+	/* kept for the row of a held event, and for a user's format function */
+	if (!isnull && (once || !builtin))
+		job->event = DatumGetJsonbPCopy(event);
+	if (builtin && !isnull)
+		body = WebhookRenderBuiltin(ep->format, DatumGetJsonbP(event), ep->token);
+	job->body = body;
+	job->body_len = body ? strlen(body) : 0;
+	if (body == NULL)
+		*unrendered = lappend(*unrendered, job);
+	dlist_push_tail(claimed, &job->node);
+	return job;
+}
+
+/* Render the bodies add_job left to the users' format functions. */
+static void
+render_users(JobBatch *batch, List *unrendered)
+{
+	ListCell   *lc;
+
+	foreach(lc, unrendered)
+	{
+		Job		   *job = lfirst(lc);
+		Endpoint   *ep = WebhookEndpoint(job->endpoint_id);
+
+		if (ep && ep->live && ep->user_format && job->event)
+			render_user_format(job, ep, JsonbPGetDatum(job->event));
+		else
+			job->render_error = MemoryContextStrdup(batch->cxt, "no body was rendered");
+		if (!job->once && job->event)
+		{
+			pfree(job->event);
+			job->event = NULL;
+		}
+	}
+	list_free(unrendered);
+}
+
+/*
  * Make jobs from claimed delivery rows, with their bodies (column 5 is the
  * event: rendered here for a built-in format, by the user's function as its
- * owner otherwise); they join ready lists after commit.
- * A fan-out's rows also say how many queue rows it claimed (column 6), and
- * whether the delivery is held in memory (column 7): the others wait in the
- * table, as due retries, for their endpoint to have room. For a fan-out,
- * *max_event is raised to the highest event id among its rows.
+ * owner otherwise); they join ready lists after commit. A fan-out's rows
+ * also say how many queue rows it claimed (column 6), and whether the
+ * delivery is held in memory (column 7): the others wait in the table, as
+ * due retries, for their endpoint to have room. For a fan-out, *max_event
+ * is raised to the highest event id among its rows.
  */
 int
 WebhookCollectJobs(dlist_head *claimed, int64 *queue_rows, int64 *max_event)
@@ -140,7 +194,6 @@ WebhookCollectJobs(dlist_head *claimed, int64 *queue_rows, int64 *max_event)
 	TupleDesc	desc = SPI_tuptable->tupdesc;
 	bool		fanout = desc->natts >= 7;
 	List	   *unrendered = NIL;
-	ListCell   *lc;
 	JobBatch   *batch = new_batch();
 	MemoryContext old = MemoryContextSwitchTo(batch->cxt);
 
@@ -148,9 +201,7 @@ WebhookCollectJobs(dlist_head *claimed, int64 *queue_rows, int64 *max_event)
 	{
 		HeapTuple	tup = SPI_tuptable->vals[i];
 		Job		   *job;
-		Endpoint   *ep;
 		Datum		event;
-		char	   *body;
 		bool		isnull;
 
 		if (fanout)
@@ -160,46 +211,98 @@ WebhookCollectJobs(dlist_head *claimed, int64 *queue_rows, int64 *max_event)
 			if (!DatumGetBool(SPI_getbinval(tup, desc, 7, &isnull)))
 				continue;
 		}
-		job = new_job(batch, JOB_DELIVERY);
-		job->id = WebhookGetInt(tup, desc, 1);
-		job->endpoint_id = WebhookGetInt(tup, desc, 2);
-		job->event_id = WebhookGetInt(tup, desc, 3);
-		job->attempts = (int) WebhookGetInt(tup, desc, 4);
-		ep = WebhookEndpoint(job->endpoint_id);
 		event = SPI_getbinval(tup, desc, 5, &isnull);
-		body = NULL;
-		if (ep && ep->live && !ep->user_format && !isnull)
-			body = WebhookRenderBuiltin(ep->format, DatumGetJsonbP(event), ep->token);
-		job->body = body;
-		job->body_len = body ? strlen(body) : 0;
-		if (body == NULL)
-			unrendered = lappend(unrendered, job);
-		dlist_push_tail(claimed, &job->node);
+		job = add_job(batch, claimed, &unrendered, WebhookGetInt(tup, desc, 2),
+					  WebhookGetInt(tup, desc, 3), event, isnull, false);
+		job->id = WebhookGetInt(tup, desc, 1);
+		job->attempts = (int) WebhookGetInt(tup, desc, 4);
 		n++;
 	}
 	MemoryContextSwitchTo(old);
 	if (n == 0)
 		MemoryContextDelete(batch->cxt);
-
-	/* bodies of users' formats, once SPI_tuptable is read */
-	foreach(lc, unrendered)
-	{
-		Job		   *job = lfirst(lc);
-		Endpoint   *ep = WebhookEndpoint(job->endpoint_id);
-
-		if (ep && ep->live && ep->user_format)
-			render_user_format(job, ep);
-		else
-			job->render_error = MemoryContextStrdup(batch->cxt, "no body was rendered");
-	}
-	list_free(unrendered);
+	else
+		render_users(batch, unrendered);
 	return n;
 }
 
-/* Add claimed jobs to their endpoints' ready lists; after commit. */
+/*
+ * Make jobs of the events a claim holds in memory (held.c), from its rows
+ * (event id, endpoint id, event, endpoint has room), grouped by event: an
+ * event whose endpoints all have room becomes one job per endpoint, with no
+ * row; the others (some endpoint without room, or none at all) are listed
+ * in *fan_out, to be fanned out into rows. *max_event: the highest event id.
+ */
+int
+WebhookCollectHeld(dlist_head *claimed, List **fan_out, int64 *max_event)
+{
+	TupleDesc	desc = SPI_tuptable->tupdesc;
+	uint64		nrows = SPI_processed;
+	uint64		i = 0;
+	int			n = 0;
+	List	   *unrendered = NIL;
+	JobBatch   *batch = new_batch();
+	MemoryContext old = MemoryContextSwitchTo(batch->cxt);
+
+	while (i < nrows)
+	{
+		int64		event_id = WebhookGetInt(SPI_tuptable->vals[i], desc, 1);
+		uint64		end = i;
+		bool		all_room = true;
+
+		/* the event's rows, and whether each has an endpoint with room */
+		for (; end < nrows && WebhookGetInt(SPI_tuptable->vals[end], desc, 1) == event_id; end++)
+		{
+			bool		isnull;
+			Datum		room = SPI_getbinval(SPI_tuptable->vals[end], desc, 4, &isnull);
+
+			if (isnull || !DatumGetBool(room))
+				all_room = false;
+		}
+		*max_event = Max(*max_event, event_id);
+		if (!all_room)
+		{
+			MemoryContextSwitchTo(old);
+			*fan_out = WebhookIdAppend(*fan_out, event_id);
+			MemoryContextSwitchTo(batch->cxt);
+			i = end;
+			continue;
+		}
+		for (; i < end; i++)
+		{
+			HeapTuple	tup = SPI_tuptable->vals[i];
+			bool		isnull;
+			Datum		event = SPI_getbinval(tup, desc, 3, &isnull);
+			(void) add_job(batch, claimed, &unrendered, WebhookGetInt(tup, desc, 2),
+						   event_id, event, isnull, true);
+			n++;
+		}
+	}
+	MemoryContextSwitchTo(old);
+	if (n == 0)
+		MemoryContextDelete(batch->cxt);
+	else
+		render_users(batch, unrendered);
+	return n;
+}
+
+/*
+ * Add claimed jobs to their endpoints' ready lists; after commit. The jobs
+ * of held events join their events first, all of them, so that none is
+ * recorded before its siblings are known.
+ */
 void
 WebhookEnqueueJobs(dlist_head *claimed)
 {
+	dlist_iter	it;
+
+	dlist_foreach(it, claimed)
+	{
+		Job		   *job = dlist_container(Job, node, it.cur);
+
+		if (job->once)
+			WebhookHeldAdd(job);
+	}
 	while (!dlist_is_empty(claimed))
 	{
 		Job		   *job = dlist_container(Job, node, dlist_pop_head_node(claimed));
@@ -208,9 +311,7 @@ WebhookEnqueueJobs(dlist_head *claimed)
 		if (job->render_error)
 		{
 			/* nothing to send: recorded as failed by the next round */
-			if (sched.nfinished++ == 0)
-				sched.first_finished_at = GetCurrentTimestamp();
-			dlist_push_tail(&sched.finished, &job->node);
+			job_finished(job);
 			continue;
 		}
 		if (ep == NULL || !ep->live)
@@ -241,13 +342,21 @@ free_job(Job *job)
 
 /*
  * Drop a claimed delivery from memory; its row is handed back to the table
- * (in_flight = false) by the next round that commits.
+ * (in_flight = false) by the next round that commits. A held event's job
+ * has no row: it finishes unsent, and is written as a pending delivery.
  */
 void
 WebhookReleaseJob(Job *job)
 {
-	MemoryContext old = MemoryContextSwitchTo(sched.worker_ctx);
+	MemoryContext old;
 
+	if (job->once)
+	{
+		job->released = true;
+		job_finished(job);
+		return;
+	}
+	old = MemoryContextSwitchTo(sched.worker_ctx);
 	sched.pending_release = WebhookIdAppend(sched.pending_release, job->id);
 	MemoryContextSwitchTo(old);
 	free_job(job);
@@ -419,6 +528,9 @@ WebhookReleaseRecorded(dlist_head *recorded)
 		{
 			Endpoint   *ep = WebhookEndpoint(job->endpoint_id);
 
+			if (job->once)
+				WebhookHeldRecorded(job->event_id);
+
 			if (ep && !ep->live && ep->inflight == 0 && ep->nready == 0)
 				hash_search(sched.endpoints, &job->endpoint_id, HASH_REMOVE, NULL);
 		}
@@ -478,6 +590,13 @@ WebhookJobDone(Job *job)
 	}
 	else
 		handshake_done(job->endpoint_id);
+	job_finished(job);
+}
+
+/* A job is done with (sent, not sendable, or dropped from a held event): it waits to be recorded. */
+static void
+job_finished(Job *job)
+{
 	if (sched.nfinished++ == 0)
 		sched.first_finished_at = GetCurrentTimestamp();
 	dlist_push_tail(&sched.finished, &job->node);

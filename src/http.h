@@ -14,6 +14,7 @@
 
 #include "lib/ilist.h"
 #include "lib/stringinfo.h"
+#include "utils/jsonb.h"
 
 #include "signing.h"
 
@@ -89,7 +90,7 @@ extern void WebhookHttpPerform(WebhookRequest *req);
 extern void WebhookHttpRelease(WebhookRequest *req);
 extern const char *WebhookHttpError(WebhookRequest *req);
 extern char *WebhookResponseBody(WebhookRequest *req);
-extern char *WebhookResponseHeaders(WebhookRequest *req, int64 *retry_after_ms);
+extern Jsonb *WebhookResponseHeaders(WebhookRequest *req, int64 *retry_after_ms);
 
 /* http_message.c for http.c: a request's curl_slist, the blocked networks */
 struct sockaddr;

@@ -286,21 +286,21 @@ WebhookResponseBody(WebhookRequest *req)
 }
 
 /*
- * The header lines of a response as a JSON object, names lowercased, and
- * how long its Retry-After asks to wait (0 when it does not).
+ * The header lines of a response as a jsonb object, names lowercased (a name
+ * given twice keeps its last value, as a JSON text would), and how long its
+ * Retry-After asks to wait (0 when it does not).
  */
-char *
+Jsonb *
 WebhookResponseHeaders(WebhookRequest *req, int64 *retry_after_ms)
 {
-	StringInfoData buf;
+	JsonbParseState *state = NULL;
+	JsonbValue	v;
 	char	   *text;
 	char	   *line;
 	char	   *save;
-	bool		first = true;
 
 	*retry_after_ms = 0;
-	initStringInfo(&buf);
-	appendStringInfoChar(&buf, '{');
+	pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
 	text = clean_text(req->hdrs ? req->hdrs : "", req->hdrs ? req->hdrs_len : 0);
 	for (line = strtok_r(text, "\r\n", &save); line; line = strtok_r(NULL, "\r\n", &save))
 	{
@@ -332,13 +332,13 @@ WebhookResponseHeaders(WebhookRequest *req, int64 *retry_after_ms)
 					*retry_after_ms = (int64) (when - time(NULL)) * 1000;
 			}
 		}
-		if (!first)
-			appendStringInfoChar(&buf, ',');
-		first = false;
-		escape_json(&buf, name);
-		appendStringInfoChar(&buf, ':');
-		escape_json(&buf, value);
+		v.type = jbvString;
+		v.val.string.val = name;
+		v.val.string.len = strlen(name);
+		pushJsonbValue(&state, WJB_KEY, &v);
+		v.val.string.val = value;
+		v.val.string.len = strlen(value);
+		pushJsonbValue(&state, WJB_VALUE, &v);
 	}
-	appendStringInfoChar(&buf, '}');
-	return buf.data;
+	return JsonbValueToJsonb(pushJsonbValue(&state, WJB_END_OBJECT, NULL));
 }

@@ -2,9 +2,10 @@
  *
  * queue.c
  *		Every statement of the worker on webhook.queue and on the deliveries
- *		waiting in webhook.delivery: the claim of queued events and their
- *		fan-out into deliveries, the claim of due retries, the claim floor,
- *		the release of claimed rows, the next due time, and the purge.
+ *		waiting in webhook.delivery: the claim of queued events (held in
+ *		memory, or fanned out into deliveries), the claim of due retries, the
+ *		claim floor, the release of claimed rows, the next due time, and the
+ *		purge.
  *
  * The claim floor. The queue is a FIFO: its rows are deleted from the low
  * end, and their index entries stay until a vacuum, so a claim scanned from
@@ -18,8 +19,10 @@
  * queue is only written by transactions that wrote before: a tracked table's
  * change, or _enqueue, which asks for its id first), so below mark_xid. Once
  * no transaction below mark_xid runs, every row up to L is committed or
- * gone; a claim that then takes all it can see leaves none, and the floor
- * moves to L + 1, after that round commits. Full checks claim from the start.
+ * gone; a claim that then takes all it can see leaves none (but the events
+ * the worker holds in memory, whose rows it deletes itself once their
+ * deliveries are recorded: held.c), and the floor moves to L + 1, after that
+ * round commits. Full checks claim from the start.
  *
  * webhook._claim() runs the same claim from SQL, with the floor of its own
  * session, so that isolation tests (specs/) can drive it.
@@ -60,8 +63,8 @@ static struct
 	Oid			seq_filenode;	/* its file at the last mark */
 }			fl = {0, -1, false, 0, InvalidTransactionId, InvalidOid, InvalidOid, InvalidOid};
 
+static SPIPlanPtr plan_claim_events;
 static SPIPlanPtr plan_fanout;
-static SPIPlanPtr plan_queued;
 static SPIPlanPtr plan_retry;
 static SPIPlanPtr plan_release;
 static SPIPlanPtr plan_next_due;
@@ -78,12 +81,13 @@ static SPIPlanPtr plan_claim;
 /*
  * With several workers in a database (webhook.workers_per_database), worker
  * k of n claims the queue rows, and owns the deliveries, whose event id is k
- * modulo n. Every delivery has an owner: a fan-out's carry the queue row's
- * id as event_id, and redeliver() and redeliver_failed() keep it. The
- * statements that take or clear work have a %s where part_filter() puts
- * that condition, n and k given as two more parameters; with one worker it
- * puts nothing, and the statements are what they were before there could be
- * several.
+ * modulo n: the events it holds in memory (held.c) stay in the queue, and
+ * only it may claim them. Every delivery has an owner: a fan-out's carry the
+ * queue row's id as event_id, and redeliver() and redeliver_failed() keep
+ * it. The statements that take or clear work have a %s where part_filter()
+ * puts that condition, n and k given as two more parameters; with one worker
+ * it puts nothing, and the statements are what they were before there could
+ * be several.
  *
  * The claim floor stays each worker's own: the reasoning at the top holds
  * with "the rows" read as "the rows of the worker's share", since a claim
@@ -108,50 +112,63 @@ part_filter(const char *col, int param)
 					col, param, param + 1);
 }
 
-/* The first n queue rows of the share from the floor that no one else holds, locked. */
-#define CLAIMABLE_SQL(floor, n, part) \
-	"SELECT id FROM webhook.queue WHERE id >= " floor part " ORDER BY id LIMIT " n \
-	" FOR UPDATE SKIP LOCKED"
-
 /*
- * The claim of queued events: the worker's fan-out runs it, and so does
- * webhook._claim(), for the isolation tests (specs/claim.spec).
+ * The first n queue rows of the share from the floor that no one else
+ * holds, locked, skipping the events held in memory (held.c).
  */
-#define CLAIM_SQL(floor, n, part) \
-	"DELETE FROM webhook.queue AS x WHERE x.id = ANY (ARRAY (" CLAIMABLE_SQL(floor, n, part) "))"
+#define CLAIMABLE_SQL(floor, n, held, part) \
+	"SELECT id FROM webhook.queue WHERE id >= " floor " AND NOT id = ANY (" held ")" part \
+	" ORDER BY id LIMIT " n " FOR UPDATE SKIP LOCKED"
+
+/* Does the event ev go to the endpoint e: its filters. */
+#define MATCHES_SQL \
+	"(e.events IS NULL OR ev.type = ANY (e.events) OR ev.update_type = ANY (e.events))" \
+	"  AND (e.channels IS NULL OR ev.channel = ANY (e.channels))" \
+	"  AND (e.keywords IS NULL OR ev.event->'message' = 'null' OR EXISTS (" \
+	"       SELECT 1 FROM pg_catalog.unnest(e.keywords) AS k" \
+	"       WHERE pg_catalog.strpos(pg_catalog.lower(ev.event->'message'->>'content')," \
+	"                               pg_catalog.lower(k)) > 0))"
 
 /*
- * Claim a batch of queued events, turn each into one delivery per verified
- * endpoint whose filters match, and return them, with the events of those to
- * be held in memory ($2: endpoints with room; dispatch.c renders their
- * bodies), and how many queue rows were claimed. $1 batch size, $3 the claim
- * floor, $4 and $5 the share (n, k).
+ * Claim a batch of queued events and pair each with the verified endpoints
+ * whose filters match: one row per pair (event id, endpoint id, event,
+ * whether the endpoint has room), an event with none once with a NULL
+ * endpoint, and how many events were claimed. Nothing is written: the
+ * events whose endpoints all have room are held in memory (held.c), the
+ * others fanned out into rows by sql_fanout. $1 how many events, $2
+ * endpoints with room, $3 the claim floor, $4 the events held, $5 and $6
+ * the share (n, k).
+ */
+static const char *sql_claim_events =
+"WITH ev AS (SELECT x.id, x.type, x.update_type, x.channel, webhook._event(x) AS event"
+"  FROM webhook.queue x WHERE x.id = ANY (ARRAY (" CLAIMABLE_SQL("$3", "$1", "$4", PART) ")))"
+" SELECT ev.id, e.id, ev.event, e.id = ANY ($2), (SELECT pg_catalog.count(*) FROM ev)"
+" FROM ev LEFT JOIN webhook.endpoint e ON e.state = 'verified' AND " MATCHES_SQL
+" ORDER BY ev.id, e.id";
+
+/*
+ * Fan claimed events ($1) out into deliveries: their queue rows are deleted,
+ * and one webhook.delivery row inserted per verified endpoint whose filters
+ * match; returned with the event for those to be held in memory ($2:
+ * endpoints with room), whose rows are in flight.
  */
 static const char *sql_fanout =
-"WITH ev AS (" CLAIM_SQL("$3", "$1", PART)
+"WITH ev AS (DELETE FROM webhook.queue AS x WHERE x.id = ANY ($1)"
 "  RETURNING x.id, x.type, x.update_type, x.channel, webhook._event(x) AS event)"
 " INSERT INTO webhook.delivery (endpoint_id, event_id, event, in_flight)"
 " SELECT e.id, ev.id, ev.event, e.id = ANY ($2)"
-" FROM ev JOIN webhook.endpoint e ON e.state = 'verified'"
-"  AND (e.events IS NULL OR ev.type = ANY (e.events) OR ev.update_type = ANY (e.events))"
-"  AND (e.channels IS NULL OR ev.channel = ANY (e.channels))"
-"  AND (e.keywords IS NULL OR ev.event->'message' = 'null' OR EXISTS ("
-"       SELECT 1 FROM pg_catalog.unnest(e.keywords) AS k"
-"       WHERE pg_catalog.strpos(pg_catalog.lower(ev.event->'message'->>'content'),"
-"                               pg_catalog.lower(k)) > 0))"
+" FROM ev JOIN webhook.endpoint e ON e.state = 'verified' AND " MATCHES_SQL
 " ORDER BY ev.id, e.id"
-" RETURNING id, endpoint_id, event_id, 0, CASE WHEN in_flight THEN event END,"
-"  (SELECT pg_catalog.count(*) FROM ev), in_flight";
+" RETURNING id, endpoint_id, event_id, 0, CASE WHEN in_flight THEN event END, 0, in_flight";
 
 /*
- * Is anything left to claim, and from which id? Asked when a fan-out made no
- * deliveries. $1 the claim floor, $2 and $3 the share.
+ * webhook._claim(): the worker's claim from SQL, its ids in order; the rows
+ * are deleted, as once their deliveries are recorded. $1 how many, $2 the
+ * floor.
  */
-static const char *sql_queued = CLAIMABLE_SQL("$1", "1", PART);
-
-/* webhook._claim(): the claim alone, its ids in order. $1 how many, $2 the floor. */
 static const char *sql_claim =
-"WITH ev AS (" CLAIM_SQL("$2", "$1", "") " RETURNING x.id) SELECT id FROM ev ORDER BY id";
+"WITH ev AS (DELETE FROM webhook.queue AS x WHERE x.id = ANY (ARRAY ("
+CLAIMABLE_SQL("$2", "$1", "'{}'", "") ")) RETURNING x.id) SELECT id FROM ev ORDER BY id";
 
 /* Claim due deliveries of endpoints with room. $1 limit, $2 endpoints, $3 and $4 the share. */
 static const char *sql_retry =
@@ -195,17 +212,17 @@ static const char *sql_purge =
 void
 WebhookQueuePrepare(Oid queue)
 {
-	Oid			t_fanout[] = {INT4OID, INT8ARRAYOID, INT8OID, INT8OID, INT8OID};
+	Oid			t_events[] = {INT4OID, INT8ARRAYOID, INT8OID, INT8ARRAYOID, INT8OID, INT8OID};
+	Oid			t_fanout[] = {INT8ARRAYOID, INT8ARRAYOID};
 	Oid			t_retry[] = {INT4OID, INT8ARRAYOID, INT8OID, INT8OID};
-	Oid			t_queued[] = {INT8OID, INT8OID, INT8OID};
 	Oid			t_ids[] = {INT8ARRAYOID};
 	Oid			t_due[] = {INT8ARRAYOID, INT8ARRAYOID, INT8OID, INT8OID};
 	Oid			t_purge[] = {INT4OID, INT4OID};
 	Oid			t_claim[] = {INT4OID, INT8OID};
 
-	WebhookPrepare(&plan_fanout, psprintf(sql_fanout, part_filter("id", 4)), 5, t_fanout);
+	WebhookPrepare(&plan_claim_events, psprintf(sql_claim_events, part_filter("id", 5)), 6, t_events);
+	WebhookPrepare(&plan_fanout, sql_fanout, 2, t_fanout);
 	WebhookPrepare(&plan_retry, psprintf(sql_retry, part_filter("event_id", 3)), 4, t_retry);
-	WebhookPrepare(&plan_queued, psprintf(sql_queued, part_filter("id", 2)), 3, t_queued);
 	WebhookPrepare(&plan_release, sql_release, 1, t_ids);
 	WebhookPrepare(&plan_next_due, psprintf(sql_next_due, part_filter("event_id", 3),
 											sched.part_k == 0 ? "" : " AND false"), 4, t_due);
@@ -283,14 +300,17 @@ mark_ripe(void)
 
 /*
  * Is the extension installed here, and not being created? Returns its
- * webhook.queue, or InvalidOid.
+ * webhook.queue, or InvalidOid. extension: look for the extension's own
+ * row too (an index scan of pg_extension, where the rest are cache
+ * lookups); its tables go with it, so the worker does only at its full
+ * checks.
  */
 Oid
-WebhookQueueReady(void)
+WebhookQueueReady(bool extension)
 {
 	Oid			nsp;
 
-	if (!OidIsValid(get_extension_oid("webhook", true)))
+	if (extension && !OidIsValid(get_extension_oid("webhook", true)))
 		return InvalidOid;
 	nsp = get_namespace_oid("webhook", true);
 	if (!OidIsValid(nsp) || !OidIsValid(get_relname_relid("delivery", nsp)))
@@ -351,74 +371,74 @@ WebhookQueueClaimDue(List *room, dlist_head *claimed)
  * After a claim from the floor: where the floor may move when the claim's
  * transaction commits, and a new mark. ripe: mark_ripe() before the claim's
  * snapshot; more: rows may be left that the claim could take;
- * max_claimed: the highest id it claimed (at least, of those it reports), or
- * -1; next_row: the lowest row left that it could take, or -1.
+ * max_claimed: the highest id it claimed, or -1.
  */
 static void
-claim_done(bool ripe, bool more, int64 max_claimed, int64 next_row)
+claim_done(bool ripe, bool more, int64 max_claimed)
 {
 	/*
 	 * With a ripe mark, no row up to mark_last can still appear: what is
-	 * left of them after this claim is what it could not take, and it took
-	 * the lowest ids it saw (all, all up to max_claimed, or all below
-	 * next_row).
+	 * left of them after this claim is what it could not take or the worker
+	 * holds (and deletes once it has recorded their deliveries), and it took
+	 * the lowest ids it saw (all, or all up to max_claimed).
 	 */
 	if (ripe && !more)
 		fl.floor_after_commit = Max(fl.claim_floor, fl.mark_last + 1);
 	else if (ripe && max_claimed >= 0)
 		fl.floor_after_commit = Max(fl.claim_floor, Min(fl.mark_last, max_claimed) + 1);
-	else if (ripe && next_row >= 0)
-		fl.floor_after_commit = Max(fl.claim_floor, Min(fl.mark_last + 1, next_row));
 	/* a new mark; also after an empty claim, to see a sequence set back */
 	if (ripe || !fl.mark_set || !more)
 		set_mark();
 }
 
 /*
- * Claim a batch of queued events and fan them out into deliveries, those
- * for endpoints with room as jobs into *claimed; move the floor's mark.
+ * Claim a batch of queued events: those whose endpoints all have room are
+ * held in memory, their jobs into *claimed, with nothing written; the others
+ * are fanned out into delivery rows, those for endpoints with room as jobs
+ * into *claimed too. Move the floor's mark.
  */
 void
 WebhookQueueClaimEvents(List *room, dlist_head *claimed)
 {
-	int64		queue_rows = 0;
-
 	/* about batch_size deliveries, however many endpoints an event goes to */
 	int			events = Max(webhook_batch_size / Max(WebhookLiveEndpoints(), 1), 1);
 	bool		ripe = mark_ripe();	/* before the claim's snapshot */
-	int64		max_event = -1;	/* the highest claimed event with deliveries */
-	int64		next_row = -1;	/* the lowest row left, after a claim with none */
-	Datum		fv[5];
+	int64		max_event = -1;	/* the highest claimed event */
+	int64		nclaimed = 0;
+	List	   *fan_out = NIL;	/* events to fan out into rows */
+	Datum		v[6];
 
-	fv[0] = Int32GetDatum(events);
-	fv[1] = WebhookIdArray(room);
-	fv[2] = Int64GetDatum(sched.claim_from_start ? 0 : fl.claim_floor);
-	fv[3] = Int64GetDatum(sched.part_n);
-	fv[4] = Int64GetDatum(sched.part_k);
+	v[0] = Int32GetDatum(events);
+	v[1] = WebhookIdArray(room);
+	v[2] = Int64GetDatum(sched.claim_from_start ? 0 : fl.claim_floor);
+	v[3] = WebhookHeldIds();
+	v[4] = Int64GetDatum(sched.part_n);
+	v[5] = Int64GetDatum(sched.part_k);
 	sched.round_claimed = true;
-	if (SPI_execute_plan(plan_fanout, fv, NULL, false, 0) != SPI_OK_INSERT_RETURNING)
-		elog(ERROR, "could not fan out queued events");
+	if (SPI_execute_plan(plan_claim_events, v, NULL, false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not claim queued events");
 	if (SPI_processed > 0)
 	{
-		uint64		made = SPI_processed;
-		int			held = WebhookCollectJobs(claimed, &queue_rows, &max_event);
+		nclaimed = WebhookGetInt(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 5);
+		WebhookCollectHeld(claimed, &fan_out, &max_event);
+	}
+	if (fan_out)
+	{
+		Datum		fv[2] = {WebhookIdArray(fan_out), v[1]};
+		int64		unused = 0;
+		uint64		made;
+		int			held;
 
-		sched.queue_hint = queue_rows >= events;
+		if (SPI_execute_plan(plan_fanout, fv, NULL, false, 0) != SPI_OK_INSERT_RETURNING)
+			elog(ERROR, "could not fan out queued events");
+		made = SPI_processed;
+		held = made > 0 ? WebhookCollectJobs(claimed, &unused, &unused) : 0;
 		/* deliveries for endpoints without room wait in the table */
 		if ((uint64) held < made)
 			sched.retry_hint = sched.due_stale = true;
 	}
-	else
-	{
-		/* no deliveries: an empty queue, or events no endpoint wants */
-		if (SPI_execute_plan(plan_queued, &fv[2], NULL, false, 1) != SPI_OK_SELECT)
-			elog(ERROR, "could not look at the queue");
-		sched.queue_hint = SPI_processed > 0;
-		if (sched.queue_hint)
-			next_row = WebhookGetInt(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
-	}
-	/* next_row only when none of the claimed events was for an endpoint */
-	claim_done(ripe, sched.queue_hint, max_event, next_row);
+	sched.queue_hint = nclaimed >= events;
+	claim_done(ripe, sched.queue_hint, max_event);
 }
 
 /* At the end of a transaction that called webhook._claim(): as a round's end. */
@@ -453,7 +473,7 @@ webhook_claim(PG_FUNCTION_ARGS)
 {
 	static bool callbacks = false;
 	int32		n = PG_GETARG_INT32(0);
-	Oid			queue = WebhookQueueReady();
+	Oid			queue = WebhookQueueReady(true);
 	MemoryContext caller = CurrentMemoryContext;
 	bool		ripe;
 	Datum		v[2];
@@ -485,7 +505,7 @@ webhook_claim(PG_FUNCTION_ARGS)
 	ids = MemoryContextAlloc(caller, sizeof(Datum) * Max(count, 1));
 	for (i = 0; i < count; i++)
 		ids[i] = Int64GetDatum(WebhookGetInt(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1));
-	claim_done(ripe, count >= (uint64) n, count > 0 ? DatumGetInt64(ids[count - 1]) : -1, -1);
+	claim_done(ripe, count >= (uint64) n, count > 0 ? DatumGetInt64(ids[count - 1]) : -1);
 	SPI_finish();
 	PG_RETURN_ARRAYTYPE_P(construct_array(ids, (int) count, INT8OID, 8, FLOAT8PASSBYVAL,
 										  TYPALIGN_DOUBLE));

@@ -32,6 +32,7 @@
 #include "worker.h"
 
 static SPIPlanPtr plan_record;
+static SPIPlanPtr plan_record_once;
 static SPIPlanPtr plan_response_args;
 static SPIPlanPtr plan_endpoint_ok;
 static SPIPlanPtr plan_endpoint_fail;
@@ -43,16 +44,43 @@ static const char *sql_record =
 "  status = u.status, attempts = d.attempts + 1, in_flight = false,"
 "  next_attempt_at = CASE WHEN u.delay_ms IS NULL THEN d.next_attempt_at"
 "                    ELSE pg_catalog.now() + u.delay_ms * interval '1 millisecond' END,"
-"  response_status = u.rs, response_headers = u.rh::jsonb, response_body = u.rb,"
+"  response_status = u.rs, response_headers = u.rh, response_body = u.rb,"
 "  last_error = u.err,"
 "  delivered_at = CASE WHEN u.status = 'delivered' THEN pg_catalog.now() END,"
 "  attempted_at = pg_catalog.now(),"
 "  duration = u.dur_us * interval '1 microsecond'"
 " FROM ROWS FROM (pg_catalog.unnest($1::bigint[]), pg_catalog.unnest($2::text[]),"
-"   pg_catalog.unnest($3::bigint[]), pg_catalog.unnest($4::integer[]), pg_catalog.unnest($5::text[]),"
+"   pg_catalog.unnest($3::bigint[]), pg_catalog.unnest($4::integer[]), pg_catalog.unnest($5::jsonb[]),"
 "   pg_catalog.unnest($6::text[]), pg_catalog.unnest($7::text[]), pg_catalog.unnest($8::bigint[]))"
 "   AS u(id, status, delay_ms, rs, rh, rb, err, dur_us)"
 " WHERE d.id = u.id AND d.id = ANY ($1)";
+
+/*
+ * Write the deliveries of held events (held.c), once, with their results,
+ * and delete their events from the queue: their only record until now. An
+ * attempt of 0 is a job not sent: dropped (a pending delivery, due now), or
+ * still waiting or in flight (in_flight).
+ */
+static const char *sql_record_once =
+"WITH r AS ("
+"  INSERT INTO webhook.delivery (endpoint_id, event_id, event, status, attempts, next_attempt_at,"
+"    response_status, response_headers, response_body, last_error, delivered_at, attempted_at,"
+"    duration, in_flight)"
+"  SELECT u.endpoint_id, u.event_id, u.event, u.status, u.attempts,"
+"    pg_catalog.now() + coalesce(u.delay_ms, 0) * interval '1 millisecond',"
+"    u.rs, u.rh, u.rb, u.err,"
+"    CASE WHEN u.status = 'delivered' THEN pg_catalog.now() END,"
+"    CASE WHEN u.attempts > 0 THEN pg_catalog.now() END,"
+"    u.dur_us * interval '1 microsecond', u.in_flight"
+"  FROM ROWS FROM (pg_catalog.unnest($1::bigint[]), pg_catalog.unnest($2::bigint[]),"
+"    pg_catalog.unnest($3::jsonb[]), pg_catalog.unnest($4::text[]), pg_catalog.unnest($5::integer[]),"
+"    pg_catalog.unnest($6::bigint[]), pg_catalog.unnest($7::integer[]), pg_catalog.unnest($8::jsonb[]),"
+"    pg_catalog.unnest($9::text[]), pg_catalog.unnest($10::text[]), pg_catalog.unnest($11::bigint[]),"
+"    pg_catalog.unnest($12::boolean[]))"
+"    AS u(endpoint_id, event_id, event, status, attempts, delay_ms, rs, rh, rb, err, dur_us, in_flight)"
+"  RETURNING id, event_id, endpoint_id),"
+" q AS (DELETE FROM webhook.queue WHERE id = ANY ($2))"
+" SELECT id, event_id, endpoint_id FROM r";
 
 /* What an on_response function is called with. $1 delivery. */
 static const char *sql_response_args =
@@ -85,12 +113,16 @@ void
 WebhookRecordPrepare(void)
 {
 	Oid			t_record[] = {INT8ARRAYOID, TEXTARRAYOID, INT8ARRAYOID, INT4ARRAYOID,
-	TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID, INT8ARRAYOID};
+	JSONBARRAYOID, TEXTARRAYOID, TEXTARRAYOID, INT8ARRAYOID};
 	Oid			t_one[] = {INT8OID};
 	Oid			t_ids[] = {INT8ARRAYOID};
 	Oid			t_fail[] = {INT8ARRAYOID, INT4OID};
 
+	Oid			t_once[] = {INT8ARRAYOID, INT8ARRAYOID, JSONBARRAYOID, TEXTARRAYOID, INT4ARRAYOID,
+	INT8ARRAYOID, INT4ARRAYOID, JSONBARRAYOID, TEXTARRAYOID, TEXTARRAYOID, INT8ARRAYOID, BOOLARRAYOID};
+
 	WebhookPrepare(&plan_record, sql_record, 8, t_record);
+	WebhookPrepare(&plan_record_once, sql_record_once, lengthof(t_once), t_once);
 	WebhookHandshakePrepare();
 	WebhookPrepare(&plan_response_args, sql_response_args, 1, t_one);
 	WebhookPrepare(&plan_endpoint_ok, sql_endpoint_ok, 1, t_ids);
@@ -130,7 +162,7 @@ WebhookRetryDelay(int attempts_made, int64 at_least_ms)
  * delivery as recorded; the error text, or NULL.
  */
 static char *
-call_on_response(Job *job, Oid fn, int status, const char *headers, const char *body)
+call_on_response(Job *job, Oid fn, int status, Jsonb *headers, const char *body)
 {
 	Datum		arg = Int64GetDatum(job->id);
 	Datum		args[4];
@@ -142,7 +174,7 @@ call_on_response(Job *job, Oid fn, int status, const char *headers, const char *
 		elog(ERROR, "could not read delivery %lld", (long long) job->id);
 	args[0] = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
 	args[1] = Int32GetDatum(status);
-	args[2] = DirectFunctionCall1(jsonb_in, CStringGetDatum(headers));
+	args[2] = JsonbPGetDatum(headers);
 	args[3] = CStringGetTextDatum(body);
 	{
 		Oid			argtypes[4] = {WebhookRowType("delivery"), INT4OID, JSONBOID, TEXTOID};
@@ -154,46 +186,44 @@ call_on_response(Job *job, Oid fn, int status, const char *headers, const char *
 	return psprintf("on_response %s failed: %s", get_func_name(fn), error);
 }
 
-/* Record the finished requests in the current transaction. */
-void
-WebhookRecordResults(dlist_head *done)
+/*
+ * Results to write, as the columns of the statement that writes them: the
+ * UPDATE of delivery rows (id), or the INSERT of held events' deliveries
+ * (endpoint, event_id, event, attempts).
+ */
+typedef struct Results
 {
-	int			n = 0;
-	int			cap = 0;
-	Datum	   *ids = NULL,
-			   *status = NULL,
-			   *delay = NULL,
-			   *rs = NULL,
-			   *rh = NULL,
-			   *rb = NULL,
-			   *err = NULL,
-			   *dur = NULL;
-	bool	   *n_delay = NULL,
-			   *n_rs = NULL,
-			   *n_rh = NULL,
-			   *n_rb = NULL,
-			   *n_err = NULL;
-	List	   *ok_eps = NIL;
-	List	   *fail_eps = NIL;
-	List	   *gone_eps = NIL;
-	dlist_iter	it;
-	struct
-	{
-		Job		   *job;
-		char	   *headers;
-		char	   *body;
-	}		   *calls;
-	int			ncalls = 0;
+	int			n;
+	Job		  **jobs;
+	Datum	   *id,
+			   *status,
+			   *delay,
+			   *rs,
+			   *rh,
+			   *rb,
+			   *err,
+			   *dur,
+			   *endpoint,
+			   *event_id,
+			   *event,
+			   *attempts,
+			   *in_flight;
+	bool	   *n_delay,
+			   *n_rs,
+			   *n_rh,
+			   *n_rb,
+			   *n_err,
+			   *n_dur;
+} Results;
 
-	dlist_foreach(it, done)
-		cap++;
-	if (cap == 0)
-		return;
-	calls = palloc(sizeof(*calls) * cap);
-
-#define ALLOC_COL(a) a = palloc0(sizeof(Datum) * cap)
-#define ALLOC_NUL(a) a = palloc0(sizeof(bool) * cap)
-	ALLOC_COL(ids);
+static void
+results_init(Results *r, int cap)
+{
+#define ALLOC_COL(a) r->a = palloc0(sizeof(Datum) * cap)
+#define ALLOC_NUL(a) r->a = palloc0(sizeof(bool) * cap)
+	r->n = 0;
+	r->jobs = palloc(sizeof(Job *) * cap);
+	ALLOC_COL(id);
 	ALLOC_COL(status);
 	ALLOC_COL(delay);
 	ALLOC_COL(rs);
@@ -201,11 +231,174 @@ WebhookRecordResults(dlist_head *done)
 	ALLOC_COL(rb);
 	ALLOC_COL(err);
 	ALLOC_COL(dur);
+	ALLOC_COL(endpoint);
+	ALLOC_COL(event_id);
+	ALLOC_COL(event);
+	ALLOC_COL(attempts);
+	ALLOC_COL(in_flight);
 	ALLOC_NUL(n_delay);
 	ALLOC_NUL(n_rs);
 	ALLOC_NUL(n_rh);
 	ALLOC_NUL(n_rb);
 	ALLOC_NUL(n_err);
+	ALLOC_NUL(n_dur);
+}
+
+#define INT8_ARRAY(d, nulls, n) \
+	PointerGetDatum(construct_md_array(d, nulls, 1, &(n), (int[]) {1}, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE))
+#define INT4_ARRAY(d, nulls, n) \
+	PointerGetDatum(construct_md_array(d, nulls, 1, &(n), (int[]) {1}, INT4OID, 4, true, TYPALIGN_INT))
+#define TEXT_ARRAY(d, nulls, n) \
+	PointerGetDatum(construct_md_array(d, nulls, 1, &(n), (int[]) {1}, TEXTOID, -1, false, TYPALIGN_INT))
+#define JSONB_ARRAY(d, nulls, n) \
+	PointerGetDatum(construct_md_array(d, nulls, 1, &(n), (int[]) {1}, JSONBOID, -1, false, TYPALIGN_INT))
+
+/* UPDATE the delivery rows of r. */
+static void
+write_rows(Results *r)
+{
+	Datum		v[8];
+
+	v[0] = INT8_ARRAY(r->id, NULL, r->n);
+	v[1] = TEXT_ARRAY(r->status, NULL, r->n);
+	v[2] = INT8_ARRAY(r->delay, r->n_delay, r->n);
+	v[3] = INT4_ARRAY(r->rs, r->n_rs, r->n);
+	v[4] = JSONB_ARRAY(r->rh, r->n_rh, r->n);
+	v[5] = TEXT_ARRAY(r->rb, r->n_rb, r->n);
+	v[6] = TEXT_ARRAY(r->err, r->n_err, r->n);
+	v[7] = INT8_ARRAY(r->dur, NULL, r->n);
+	if (SPI_execute_plan(plan_record, v, NULL, false, 0) != SPI_OK_UPDATE)
+		elog(ERROR, "could not record deliveries");
+}
+
+/* INSERT the deliveries of r, held events' jobs, and note their ids. */
+static void
+write_once(Results *r)
+{
+	Datum		v[12];
+	uint64		i;
+
+	v[0] = INT8_ARRAY(r->endpoint, NULL, r->n);
+	v[1] = INT8_ARRAY(r->event_id, NULL, r->n);
+	v[2] = JSONB_ARRAY(r->event, NULL, r->n);
+	v[3] = TEXT_ARRAY(r->status, NULL, r->n);
+	v[4] = INT4_ARRAY(r->attempts, NULL, r->n);
+	v[5] = INT8_ARRAY(r->delay, r->n_delay, r->n);
+	v[6] = INT4_ARRAY(r->rs, r->n_rs, r->n);
+	v[7] = JSONB_ARRAY(r->rh, r->n_rh, r->n);
+	v[8] = TEXT_ARRAY(r->rb, r->n_rb, r->n);
+	v[9] = TEXT_ARRAY(r->err, r->n_err, r->n);
+	v[10] = INT8_ARRAY(r->dur, r->n_dur, r->n);
+	v[11] = PointerGetDatum(construct_array(r->in_flight, r->n, BOOLOID, 1, true, TYPALIGN_CHAR));
+	if (SPI_execute_plan(plan_record_once, v, NULL, false, 0) != SPI_OK_SELECT ||
+		SPI_processed != (uint64) r->n)
+		elog(ERROR, "could not record deliveries");
+	/* the rows come back in the order given; matched by event and endpoint all the same */
+	for (i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		int64		event_id = WebhookGetInt(tup, desc, 2);
+		int64		endpoint_id = WebhookGetInt(tup, desc, 3);
+		int			j = (int) i;
+
+		if (r->jobs[j]->event_id != event_id || r->jobs[j]->endpoint_id != endpoint_id)
+		{
+			for (j = 0; j < r->n; j++)
+				if (r->jobs[j]->event_id == event_id && r->jobs[j]->endpoint_id == endpoint_id)
+					break;
+			if (j == r->n)
+				elog(ERROR, "recorded a delivery of no job");
+		}
+		if (DatumGetBool(r->in_flight[j]))
+			r->jobs[j]->row_id = WebhookGetInt(tup, desc, 1);
+		else
+			r->jobs[j]->id = WebhookGetInt(tup, desc, 1);
+	}
+}
+
+/*
+ * The jobs of held events in *done are recorded now; their events are
+ * written at once, so their other jobs, still waiting or in flight, get rows
+ * in flight: added to *once.
+ */
+static List *
+held_siblings(dlist_head *done)
+{
+	dlist_iter	it;
+	List	   *events = NIL;
+	List	   *siblings = NIL;
+
+	dlist_foreach(it, done)
+	{
+		Job		   *job = dlist_container(Job, node, it.cur);
+
+		if (job->once)
+			job->recording = true;
+	}
+	dlist_foreach(it, done)
+	{
+		Job		   *job = dlist_container(Job, node, it.cur);
+		ListCell   *lc;
+		bool		seen = false;
+
+		if (!job->once)
+			continue;
+		foreach(lc, events)
+			if (*(int64 *) lfirst(lc) == job->event_id)
+				seen = true;
+		if (seen)
+			continue;
+		events = WebhookIdAppend(events, job->event_id);
+		siblings = list_concat(siblings, WebhookHeldSiblings(job));
+	}
+	return siblings;
+}
+
+/* Record the finished requests in the current transaction. */
+void
+WebhookRecordResults(dlist_head *done)
+{
+	Results		rows;
+	Results		once;
+	List	   *ok_eps = NIL;
+	List	   *fail_eps = NIL;
+	List	   *gone_eps = NIL;
+	dlist_iter	it;
+	struct
+	{
+		Job		   *job;
+		Jsonb	   *headers;
+		char	   *body;
+	}		   *calls;
+	int			ncalls = 0;
+	int			cap = 0;
+	List	   *siblings;
+	ListCell   *lc;
+
+	dlist_foreach(it, done)
+		cap++;
+	if (cap == 0)
+		return;
+	siblings = held_siblings(done);
+	cap += list_length(siblings);
+	calls = palloc(sizeof(*calls) * cap);
+	results_init(&rows, cap);
+	results_init(&once, cap);
+	foreach(lc, siblings)
+	{
+		Job		   *job = lfirst(lc);
+		int			n = once.n++;
+
+		once.jobs[n] = job;
+		once.endpoint[n] = Int64GetDatum(job->endpoint_id);
+		once.event_id[n] = Int64GetDatum(job->event_id);
+		once.event[n] = JsonbPGetDatum(job->event);
+		once.status[n] = CStringGetTextDatum("pending");
+		once.in_flight[n] = BoolGetDatum(true);
+		once.n_delay[n] = once.n_rs[n] = once.n_rh[n] = once.n_rb[n] = once.n_err[n] =
+			once.n_dur[n] = true;
+	}
 
 	dlist_foreach(it, done)
 	{
@@ -213,9 +406,11 @@ WebhookRecordResults(dlist_head *done)
 		WebhookRequest *req = &job->req;
 		bool		got_response = req->outcome == WEBHOOK_HTTP_RESPONSE;
 		int64		retry_after = 0;
-		char	   *hjson = got_response ? WebhookResponseHeaders(req, &retry_after) : NULL;
+		Jsonb	   *hjson = got_response ? WebhookResponseHeaders(req, &retry_after) : NULL;
 		char	   *body = got_response ? WebhookResponseBody(req) : NULL;
 		char	   *error = NULL;
+		Results    *r = job->once ? &once : &rows;
+		int			n = r->n;
 
 		if (job->kind == JOB_HANDSHAKE)
 		{
@@ -227,27 +422,41 @@ WebhookRecordResults(dlist_head *done)
 			continue;
 		}
 
-		ids[n] = Int64GetDatum(job->id);
-		dur[n] = Int64GetDatum(req->duration_us);
+		r->jobs[n] = job;
+		r->id[n] = Int64GetDatum(job->id);
+		r->endpoint[n] = Int64GetDatum(job->endpoint_id);
+		r->event_id[n] = Int64GetDatum(job->event_id);
+		r->event[n] = JsonbPGetDatum(job->event);
+		r->attempts[n] = Int32GetDatum(job->attempts + 1);
+		r->dur[n] = Int64GetDatum(req->duration_us);
+		r->n++;
+		if (job->released)
+		{
+			/* a held event's job dropped unsent: pending, in the table */
+			r->status[n] = CStringGetTextDatum("pending");
+			r->attempts[n] = Int32GetDatum(0);
+			r->n_delay[n] = r->n_rs[n] = r->n_rh[n] = r->n_rb[n] = r->n_err[n] = r->n_dur[n] = true;
+			sched.retry_hint = sched.due_stale = true;
+			continue;
+		}
 		if (job->render_error)
 		{
 			/* not sent: failed at once, not the endpoint's fault, redeliver once fixed */
-			status[n] = CStringGetTextDatum("failed");
-			n_delay[n] = n_rs[n] = n_rh[n] = n_rb[n] = true;
-			err[n] = CStringGetTextDatum(job->render_error);
+			r->status[n] = CStringGetTextDatum("failed");
+			r->n_delay[n] = r->n_rs[n] = r->n_rh[n] = r->n_rb[n] = true;
+			r->err[n] = CStringGetTextDatum(job->render_error);
 			WebhookStatusResult(WEBHOOK_RESULT_FAILED);
-			n++;
 			continue;
 		}
 		if (got_response)
 		{
-			rs[n] = Int32GetDatum((int32) req->status);
-			rh[n] = CStringGetTextDatum(hjson);
-			rb[n] = CStringGetTextDatum(body);
+			r->rs[n] = Int32GetDatum((int32) req->status);
+			r->rh[n] = JsonbPGetDatum(hjson);
+			r->rb[n] = CStringGetTextDatum(body);
 		}
 		else
 		{
-			n_rs[n] = n_rh[n] = n_rb[n] = true;
+			r->n_rs[n] = r->n_rh[n] = r->n_rb[n] = true;
 			error = pstrdup(WebhookHttpError(req));
 		}
 
@@ -261,8 +470,8 @@ WebhookRecordResults(dlist_head *done)
 
 		if (got_response && req->status >= 200 && req->status < 300)
 		{
-			status[n] = CStringGetTextDatum("delivered");
-			n_delay[n] = true;
+			r->status[n] = CStringGetTextDatum("delivered");
+			r->n_delay[n] = true;
 			WebhookStatusResult(WEBHOOK_RESULT_DELIVERED);
 			ok_eps = WebhookIdAppend(ok_eps, job->endpoint_id);
 		}
@@ -275,47 +484,35 @@ WebhookRecordResults(dlist_head *done)
 			else
 			{
 				d = WebhookRetryDelay(job->attempts + 1,
-								(req->status == 429 || req->status == 503) ? retry_after : 0);
+									  (req->status == 429 || req->status == 503) ? retry_after : 0);
 				fail_eps = WebhookIdAppend(fail_eps, job->endpoint_id);
 			}
 			if (got_response && error == NULL)
 				error = psprintf("HTTP %ld", req->status);
 			if (d < 0)
 			{
-				status[n] = CStringGetTextDatum("failed");
-				n_delay[n] = true;
+				r->status[n] = CStringGetTextDatum("failed");
+				r->n_delay[n] = true;
 				WebhookStatusResult(WEBHOOK_RESULT_FAILED);
 			}
 			else
 			{
-				status[n] = CStringGetTextDatum("pending");
-				delay[n] = Int64GetDatum(d);
+				r->status[n] = CStringGetTextDatum("pending");
+				r->delay[n] = Int64GetDatum(d);
 				sched.due_stale = true;
 				WebhookStatusResult(WEBHOOK_RESULT_RETRIED);
 			}
 		}
 		if (error)
-			err[n] = CStringGetTextDatum(error);
+			r->err[n] = CStringGetTextDatum(error);
 		else
-			n_err[n] = true;
-		n++;
+			r->n_err[n] = true;
 	}
 
-	if (n > 0)
-	{
-		Datum		v[8];
-
-		v[0] = PointerGetDatum(construct_array(ids, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
-		v[1] = PointerGetDatum(construct_array(status, n, TEXTOID, -1, false, TYPALIGN_INT));
-		v[2] = PointerGetDatum(construct_md_array(delay, n_delay, 1, &n, (int[]) {1}, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
-		v[3] = PointerGetDatum(construct_md_array(rs, n_rs, 1, &n, (int[]) {1}, INT4OID, 4, true, TYPALIGN_INT));
-		v[4] = PointerGetDatum(construct_md_array(rh, n_rh, 1, &n, (int[]) {1}, TEXTOID, -1, false, TYPALIGN_INT));
-		v[5] = PointerGetDatum(construct_md_array(rb, n_rb, 1, &n, (int[]) {1}, TEXTOID, -1, false, TYPALIGN_INT));
-		v[6] = PointerGetDatum(construct_md_array(err, n_err, 1, &n, (int[]) {1}, TEXTOID, -1, false, TYPALIGN_INT));
-		v[7] = PointerGetDatum(construct_array(dur, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
-		if (SPI_execute_plan(plan_record, v, NULL, false, 0) != SPI_OK_UPDATE)
-			elog(ERROR, "could not record deliveries");
-	}
+	if (rows.n > 0)
+		write_rows(&rows);
+	if (once.n > 0)
+		write_once(&once);
 
 	/* on_response sees the delivery as recorded; its errors are recorded too */
 	if (ncalls > 0)

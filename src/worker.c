@@ -12,6 +12,7 @@
  *				deliveries: the claim and fan-out, the claim floor, due
  *				retries, releases, the next due time, the purge
  *	endpoints.c	the verified endpoints in memory, and which have room
+ *	held.c		events held in memory, their deliveries written once
  *	dispatch.c	the jobs and their batches, fairness
  *				between endpoints, starting requests
  *	render.c	the bodies of the built-in formats, in C from the event
@@ -43,12 +44,15 @@
  *	   webhook.workers_per_database of them.
  *	3. The worker's wait (http.c, WebhookHttpWait) returns; the loop below
  *	   runs a round: one transaction in which queue.c claims the event
- *	   (FOR UPDATE SKIP LOCKED, from the claim floor; with n workers, the
- *	   worker whose number is the event's id modulo n), deletes it from the
- *	   queue and inserts one webhook.delivery row per matching verified
- *	   endpoint, returning the event of those held in memory; dispatch.c
- *	   makes them jobs in the round's batch, with their bodies rendered
- *	   by render.c (a user's format function is called as its owner).
+ *	   (FOR UPDATE SKIP LOCKED, from the claim floor, skipping the events
+ *	   held in memory; with n workers, the worker whose number is the
+ *	   event's id modulo n) and pairs it with each matching verified endpoint.
+ *	   When they all have room the event is held in memory (held.c): its
+ *	   deliveries are jobs with no row yet, and its queue row stays.
+ *	   Otherwise it is fanned out: its queue row is deleted and one
+ *	   webhook.delivery row inserted per endpoint, in flight for those with
+ *	   room. dispatch.c makes the jobs, with their bodies rendered by
+ *	   render.c (a user's format function is called as its owner).
  *	4. After the commit the jobs join their endpoints' ready lists
  *	   (dispatch.c) and start within the concurrency limits (counted across
  *	   the database's workers by limits.c when there are several): http.c hands
@@ -56,21 +60,26 @@
  *	   signs.
  *	5. The wait sees curl's sockets; finished requests come back to the
  *	   loop, which frees their slots and keeps them to record.
- *	6. A later round records them (record.c): one UPDATE of the batch's
- *	   rows with status, response, error and next attempt, the endpoints'
- *	   failure bookkeeping, and on_response calls; after its commit the
- *	   jobs are freed, and with the last of them their batch's memory.
+ *	6. A later round records them (record.c): a held event's deliveries
+ *	   are inserted once, with their outcomes (its jobs still running get
+ *	   rows in flight), and its queue row deleted; rows already written
+ *	   get one UPDATE of the batch with status, response, error and next
+ *	   attempt. Then the endpoints' failure bookkeeping and on_response
+ *	   calls; after its commit the jobs are freed, and with the last of
+ *	   them their batch's memory.
  *
  * A round never overlaps HTTP: claim and record in one short transaction,
  * send with none open, wait on the latch, postmaster death and curl's
- * sockets together. A delivery held in memory has in_flight = true in its
- * row; the flag is cleared when its result is recorded, and at start-up for
- * whatever a crash left behind, which is then sent again (at-least-once);
- * with several workers each clears only its own share's, which no other
- * worker can hold. Handshakes and the purge are worker 0's.
- * Every write of the worker only records progress, so its transactions
- * commit asynchronously: a crash that loses a commit loses progress, and the
- * work is done again, never lost.
+ * sockets together. A delivery held in memory is either an event still in
+ * the queue (held.c) or a row with in_flight = true; the flag is cleared
+ * when its result is recorded, and at start-up for whatever a crash left
+ * behind, which is then sent again (at-least-once), as are the events left
+ * in the queue. With several workers each clears only its own share's, and
+ * claims only its own share's events (held ones included), which no other
+ * worker can hold; handshakes and the purge are worker 0's. Every write of
+ * the worker only records progress, so its transactions commit
+ * asynchronously: a crash that loses a commit loses progress, and the work
+ * is done again, never lost.
  *
  * Memory: the loop's context is reset at every turn; a round works in its
  * own context, entered again after the commit (which leaves the transaction
@@ -247,9 +256,9 @@ round_body(dlist_head *recording, dlist_head *claimed, dlist_head *handshakes,
 		   bool *recovered)
 {
 	List	   *room;
-	TimestampTz now;
+	TimestampTz now = GetCurrentTimestamp();
 	bool		more = false;
-	Oid			queue = WebhookQueueReady();
+	Oid			queue = WebhookQueueReady(!plans_ready || now >= sched.next_full_check);
 
 	if (!OidIsValid(queue))
 		return false;
@@ -509,6 +518,7 @@ WebhookWorkerMain(Datum main_arg)
 	sched.round_ctx = AllocSetContextCreate(sched.worker_ctx, "webhook round",
 											ALLOCSET_DEFAULT_SIZES);
 	WebhookEndpointsInit();
+	WebhookHeldInit();
 
 	WebhookHttpInit();
 

@@ -88,6 +88,11 @@ typedef struct Job
 	int			nheaders;		/* handshake: the endpoint's headers */
 	char	  **headers;
 	char	   *render_error;	/* the format function failed: nothing is sent */
+	bool		once;			/* of a held event: no row yet (held.c) */
+	bool		released;		/* once: dropped from memory unsent */
+	bool		recording;		/* once: in the round's results */
+	int64		row_id;			/* once: the row in flight written for it */
+	Jsonb	   *event;			/* once: the event, for its row */
 	char		webhook_id[64];
 	WebhookRequest req;
 } Job;
@@ -145,7 +150,7 @@ extern void WebhookAllowSeqscans(bool on);
 
 /* queue.c: every statement on webhook.queue and the claims */
 extern void WebhookQueuePrepare(Oid queue);
-extern Oid	WebhookQueueReady(void);
+extern Oid	WebhookQueueReady(bool extension);
 extern void WebhookQueueRecover(void);
 extern bool WebhookQueueClaimDue(List *room, dlist_head *claimed);
 extern void WebhookQueueClaimEvents(List *room, dlist_head *claimed);
@@ -166,6 +171,7 @@ extern int	WebhookLiveEndpoints(void);
 extern bool WebhookWantEvents(void);
 extern Endpoint *WebhookEndpoint(int64 id);
 extern int	WebhookCollectJobs(dlist_head *claimed, int64 *queue_rows, int64 *max_event);
+extern int	WebhookCollectHeld(dlist_head *claimed, List **fan_out, int64 *max_event);
 extern void WebhookClaimHandshakes(dlist_head *claimed);
 extern void WebhookEnqueueJobs(dlist_head *claimed);
 extern void WebhookStartHandshakes(dlist_head *claimed);
@@ -178,6 +184,14 @@ extern void WebhookReleaseRecorded(dlist_head *recorded);
 extern void WebhookLimitsJoin(int slot, int k);
 extern bool WebhookLimitsTryStart(Endpoint *ep, TimestampTz now, TimestampTz *retry_at);
 extern void WebhookLimitsDone(Endpoint *ep);
+
+/* held.c: events held in memory, their deliveries written once */
+extern void WebhookHeldInit(void);
+extern long WebhookHeldCount(void);
+extern void WebhookHeldAdd(Job *job);
+extern List *WebhookHeldSiblings(Job *job);
+extern void WebhookHeldRecorded(int64 event_id);
+extern Datum WebhookHeldIds(void);
 
 /* render.c: the built-in formats */
 extern char *WebhookRenderBuiltin(const char *format, Jsonb *event, const char *token);

@@ -133,12 +133,10 @@ CREATE INDEX delivery_endpoint_error ON webhook.delivery (endpoint_id, attempted
 -- The queue is a FIFO with heavy churn: vacuum it eagerly.
 ALTER TABLE webhook.queue SET (autovacuum_vacuum_scale_factor = 0.01,
     autovacuum_vacuum_insert_scale_factor = 0.01, autovacuum_vacuum_cost_delay = 0);
--- Every delivery is inserted by the fan-out and updated when its result is
--- recorded (again for each retry). Half of each page is left free for the new
--- versions: on the same page an update logs only the bytes that changed, not
--- the whole event again, and no extra lock record: much less WAL per event,
--- for more space (test/bench/README.md has the figures).
-ALTER TABLE webhook.delivery SET (fillfactor = 50, autovacuum_vacuum_scale_factor = 0.02,
+-- Most deliveries are written once, with their outcome, and never updated
+-- (held.c): pages are filled (no fillfactor), and only retries and slow
+-- endpoints' rows in flight are updated.
+ALTER TABLE webhook.delivery SET (autovacuum_vacuum_scale_factor = 0.02,
     autovacuum_vacuum_cost_delay = 0);
 
 SELECT pg_catalog.pg_extension_config_dump('webhook.endpoint', '');

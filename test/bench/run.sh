@@ -1,7 +1,7 @@
 #!/bin/bash
 # The webhook benchmark: figures, not pass/fail.
 #
-#   test/bench/run.sh                   full sizes (about 12-15 minutes on 2 cores)
+#   test/bench/run.sh                   full sizes (about 17-20 minutes on 2 cores)
 #   BENCH_SCALE=0.1 test/bench/run.sh   every size scaled down, for a quick check
 #
 # Installs what it needs (nginx, wrk, psycopg2) when missing, builds and
@@ -14,7 +14,7 @@
 # reports the costliest statements (the worker's among them); BENCH_PERF=1 records a perf
 # profile of the worker while it drains the largest backlog (needs perf);
 # BENCH_KEEP=1 keeps the temporary directory (logs, data) for a look;
-# BENCH_PHASES=capacity,trigger,bulk,single,latency,backlog,fanout runs only
+# BENCH_PHASES=capacity,trigger,bulk,single,latency,backlog,fanout,workers runs only
 # those phases; BENCH_CONF='name = value' lines are added to postgresql.conf.
 set -euo pipefail
 
@@ -45,8 +45,8 @@ cleanup() {
     fi
     [ -n "$nginx_pid" ] && wait "$nginx_pid" 2>/dev/null
     if [ -f "$dir/data/postmaster.pid" ]; then
-        # a worker stopped by the benchmark must not hold up the shutdown
-        [ -s "$dir/worker-stopped.pid" ] && kill -CONT "$(cat "$dir/worker-stopped.pid")" 2>/dev/null
+        # workers stopped by the benchmark must not hold up the shutdown
+        [ -s "$dir/worker-stopped.pid" ] && kill -CONT $(cat "$dir/worker-stopped.pid") 2>/dev/null  # one pid per worker
         "${as_pg[@]}" "$PG_BIN/pg_ctl" -D "$dir/data" -m immediate stop >/dev/null 2>&1
     fi
     if [ "$rc" != 0 ] && [ -f "$dir/server.log" ]; then
