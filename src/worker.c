@@ -600,7 +600,11 @@ WebhookWorkerMain(Datum main_arg)
 
 			if (sched.nfinished > 0)
 				wake_at = Min(wake_at, sched.first_finished_at + RECORD_DELAY_MS * 1000);
-			timeout = (long) Min((wake_at - now + 999) / 1000, (int64) SAFETY_POLL_MS);
+			/*
+			 * Not below 0, which would wait for ever: starting jobs above
+			 * can take longer than the oldest result had left to wait.
+			 */
+			timeout = (long) Min(Max((wake_at - now + 999) / 1000, 0), (int64) SAFETY_POLL_MS);
 		}
 		/* a rate-limited endpoint's next delivery may start then (dispatch.c) */
 		if (sched.next_start > 0)
