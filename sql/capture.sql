@@ -395,3 +395,37 @@ SELECT count(*) FROM webhook.queue;
 
 DROP SCHEMA chat CASCADE;
 DROP SCHEMA "Team" CASCADE;
+
+--
+-- Rows are serialized by webhook._row_jsonb, which must give what to_jsonb
+-- gives, text for text, whatever the columns: those it converts itself
+-- (dropped columns, domains, NaN and infinities among them) and those it
+-- leaves to to_jsonb (arrays, json, rows, enums), over several rows of one
+-- statement and over an anonymous row type.
+--
+CREATE DOMAIN rj_int AS integer;
+CREATE TYPE rj_mood AS ENUM ('ok', 'sad');
+CREATE TABLE rj_scalar (b bool, i2 int2, i4 int4, i8 int8, f4 float4, f8 float8, n numeric,
+    d date, ts timestamp, tz timestamptz, t text, v varchar(5), c char(3), u uuid, tm time,
+    iv interval, gone int, dm rj_int, "Odd ""name""" text);
+ALTER TABLE rj_scalar DROP COLUMN gone;
+INSERT INTO rj_scalar VALUES
+    (true, 1, -2, 9223372036854775807, 1.5, -2.25e-10, 12345678901234567890.123400,
+     '2024-02-29', '2024-01-01 12:34:56.789', '2024-01-01 12:34:56+02', 'a "quoted" \ line
+feed', 'é', 'ab', 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', '01:02:03', '1 day 2 hours', 7, 'x'),
+    (false, NULL, NULL, NULL, 'NaN', 'Infinity', 'NaN', 'infinity', '-infinity', 'infinity',
+     '', NULL, NULL, NULL, NULL, NULL, NULL, NULL),
+    (NULL, NULL, NULL, NULL, '-Infinity', '-Infinity', 'Infinity', NULL, NULL, NULL,
+     NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL);
+CREATE TABLE rj_other (id int, a int[], j json, jb jsonb, m rj_mood, r rj_scalar);
+INSERT INTO rj_other SELECT 1, '{1,2}', '{"b": 1, "a": [2]}', '{"z": null}', 'sad', s FROM rj_scalar s;
+SELECT count(*) AS rows, count(*) FILTER (WHERE webhook._row_jsonb(s)::text = to_jsonb(s)::text) AS same
+  FROM rj_scalar s;
+SELECT count(*) AS rows, count(*) FILTER (WHERE webhook._row_jsonb(o)::text = to_jsonb(o)::text) AS same
+  FROM rj_other o;
+SELECT webhook._row_jsonb(x)::text = to_jsonb(x)::text AS same, webhook._row_jsonb(x)
+  FROM (SELECT 1 AS a, 'x' AS b, NULL::int AS c, 2.50 AS d) x;
+SELECT webhook._row_jsonb(s) FROM rj_scalar s ORDER BY s.b;
+DROP TABLE rj_scalar, rj_other;
+DROP TYPE rj_mood;
+DROP DOMAIN rj_int;

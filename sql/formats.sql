@@ -61,6 +61,46 @@ SELECT webhook._render('slackchat', event,
   FROM render_events WHERE n = 1;
 DROP TABLE render_events;
 
+-- webhook._event (in C) is the event written in SQL below, for every kind
+-- of queue row: a message kind with its message captured or derived from
+-- its row (stripped of empty values; from old_record for a delete; none
+-- without either), jsonb scalars, arrays and objects, a table that is gone,
+-- timestamps with fractions of a second. The worker serves no other
+-- database than "postgres" here (test/regress.conf): the rows stay queued.
+CREATE TABLE event_src (id int);
+SELECT coalesce(max(id), 0) AS before_events FROM webhook.queue \gset
+INSERT INTO webhook.queue (type, kind, op, update_type, channel, chat_type, message, record,
+                           old_record, data, source, created_at) VALUES
+  ('update_notification', 'message', 'INSERT', 'message_created', 'C1', 'group', NULL,
+   '{"id": "m1", "content": "hé", "empty": "", "none": null, "list": [], "obj": {}}', NULL, NULL,
+   'event_src', '2026-12-03 04:05:06.789+00'),
+  ('update_notification', 'message', 'DELETE', 'message_deleted', 'C1', NULL, NULL, NULL,
+   '{"id": "m2"}', NULL, 'event_src', '2026-01-01 00:00:00+00'),
+  ('update_notification', 'message', 'UPDATE', 'message_changed', NULL, NULL, NULL, NULL, NULL, NULL,
+   'event_src', '1999-12-31 23:59:59.999999+00'),
+  ('update_notification', 'reaction', 'INSERT', 'message_changed', 'C2', 'dm', '{"id": "m3"}',
+   '{"r": 1}', NULL, NULL, 999999999, now()),
+  ('republish_request', NULL, NULL, NULL, 'C3', 'group', NULL, NULL, NULL, '{"a": [1, 2.50]}', NULL, now()),
+  ('custom', NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, '5', NULL, now()),
+  ('custom', NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, '"text"', NULL, now()),
+  ('custom', NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, 'null', NULL, now()),
+  ('custom', NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, '[{"x": null}]', NULL, now());
+SELECT q.id, webhook._event(q) AS c, e AS sql
+  FROM webhook.queue q,
+       LATERAL (SELECT jsonb_build_object(
+           'id', q.id, 'type', q.type, 'kind', q.kind, 'op', q.op, 'update_type', q.update_type,
+           'channel', q.channel, 'chat_type', q.chat_type,
+           'message', coalesce(q.message, CASE WHEN q.kind = 'message'
+                                               THEN webhook._strip(coalesce(q.record, q.old_record)) END),
+           'record', q.record, 'old_record', q.old_record, 'data', q.data,
+           'table', webhook._table_name(q.source), 'schema', webhook._schema_name(q.source),
+           'created_at', q.created_at) AS e) AS s
+ WHERE q.id > :before_events AND webhook._event(q)::text IS DISTINCT FROM e::text;
+SELECT count(*) AS events_compared FROM webhook.queue WHERE id > :before_events;
+SELECT webhook._event(q) - 'id' AS event FROM webhook.queue q WHERE id > :before_events ORDER BY id LIMIT 1;
+DELETE FROM webhook.queue WHERE id > :before_events;
+DROP TABLE event_src;
+
 -- What the worker reads of an endpoint's format: NULL for a built-in,
 -- 0 for a function that does not exist or has not the form.
 CREATE FUNCTION formats_text(event jsonb, endpoint webhook.endpoint) RETURNS text

@@ -63,8 +63,13 @@ WebhookDispatchPrepare(void)
 static JobBatch *
 new_batch(void)
 {
+	/*
+	 * Blocks of at most 64 kB: a batch holds its jobs' events and bodies
+	 * until the last is recorded, and several batches live at once; blocks
+	 * doubling up to megabytes left most of the last one unused.
+	 */
 	MemoryContext cxt = AllocSetContextCreate(sched.worker_ctx, "webhook jobs",
-											  ALLOCSET_DEFAULT_SIZES);
+											  0, 8 * 1024, 64 * 1024);
 	JobBatch   *batch = MemoryContextAlloc(cxt, sizeof(JobBatch));
 
 	batch->cxt = cxt;

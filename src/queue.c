@@ -72,10 +72,11 @@ static SPIPlanPtr plan_purge;
 static SPIPlanPtr plan_claim;
 
 /*
- * The claims below take ids with "= ANY (ARRAY (SELECT ... LIMIT n FOR UPDATE
- * SKIP LOCKED))", not "IN (SELECT ...)": kept plans follow the statistics of
- * the moment they were made, and with a nearly empty queue the IN form can
- * become a semi join that runs the locking subquery once per queued row.
+ * The claims that delete take ids with "= ANY (ARRAY (SELECT ... LIMIT n FOR
+ * UPDATE SKIP LOCKED))", not "IN (SELECT ...)": kept plans follow the
+ * statistics of the moment they were made, and with a nearly empty queue the
+ * IN form can become a semi join that runs the locking subquery once per
+ * queued row. The claim of events reads its rows in the locking scan itself.
  */
 
 /*
@@ -113,12 +114,12 @@ part_filter(const char *col, int param)
 }
 
 /*
- * The first n queue rows of the share from the floor that no one else
- * holds, locked, skipping the events held in memory (held.c).
+ * The first n queue rows (cols of x) of the share from the floor that no one
+ * else holds, locked, skipping the events held in memory (held.c).
  */
-#define CLAIMABLE_SQL(floor, n, held, part) \
-	"SELECT id FROM webhook.queue WHERE id >= " floor " AND NOT id = ANY (" held ")" part \
-	" ORDER BY id LIMIT " n " FOR UPDATE SKIP LOCKED"
+#define CLAIMABLE_SQL(cols, floor, n, held, part) \
+	"SELECT " cols " FROM webhook.queue x WHERE x.id >= " floor " AND NOT x.id = ANY (" held ")" \
+	part " ORDER BY x.id LIMIT " n " FOR UPDATE OF x SKIP LOCKED"
 
 /* Does the event ev go to the endpoint e: its filters. */
 #define MATCHES_SQL \
@@ -140,8 +141,8 @@ part_filter(const char *col, int param)
  * the share (n, k).
  */
 static const char *sql_claim_events =
-"WITH ev AS (SELECT x.id, x.type, x.update_type, x.channel, webhook._event(x) AS event"
-"  FROM webhook.queue x WHERE x.id = ANY (ARRAY (" CLAIMABLE_SQL("$3", "$1", "$4", PART) ")))"
+"WITH ev AS (" CLAIMABLE_SQL("x.id, x.type, x.update_type, x.channel, webhook._event(x) AS event",
+							 "$3", "$1", "$4", PART) ")"
 " SELECT ev.id, e.id, ev.event, e.id = ANY ($2), (SELECT pg_catalog.count(*) FROM ev)"
 " FROM ev LEFT JOIN webhook.endpoint e ON e.state = 'verified' AND " MATCHES_SQL
 " ORDER BY ev.id, e.id";
@@ -168,7 +169,7 @@ static const char *sql_fanout =
  */
 static const char *sql_claim =
 "WITH ev AS (DELETE FROM webhook.queue AS x WHERE x.id = ANY (ARRAY ("
-CLAIMABLE_SQL("$2", "$1", "'{}'", "") ")) RETURNING x.id) SELECT id FROM ev ORDER BY id";
+CLAIMABLE_SQL("x.id", "$2", "$1", "'{}'", "") ")) RETURNING x.id) SELECT id FROM ev ORDER BY id";
 
 /* Claim due deliveries of endpoints with room. $1 limit, $2 endpoints, $3 and $4 the share. */
 static const char *sql_retry =
@@ -220,7 +221,7 @@ WebhookQueuePrepare(Oid queue)
 	Oid			t_purge[] = {INT4OID, INT4OID};
 	Oid			t_claim[] = {INT4OID, INT8OID};
 
-	WebhookPrepare(&plan_claim_events, psprintf(sql_claim_events, part_filter("id", 5)), 6, t_events);
+	WebhookPrepare(&plan_claim_events, psprintf(sql_claim_events, part_filter("x.id", 5)), 6, t_events);
 	WebhookPrepare(&plan_fanout, sql_fanout, 2, t_fanout);
 	WebhookPrepare(&plan_retry, psprintf(sql_retry, part_filter("event_id", 3)), 4, t_retry);
 	WebhookPrepare(&plan_release, sql_release, 1, t_ids);

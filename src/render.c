@@ -20,16 +20,24 @@
  */
 #include "postgres.h"
 
+#include "access/htup_details.h"
+#include "catalog/pg_type.h"
 #include "executor/executor.h"
 #include "fmgr.h"
 #include "utils/builtins.h"
+#include "utils/json.h"
 #include "utils/jsonb.h"
+#include "utils/lsyscache.h"
 #include "utils/numeric.h"
+#include "utils/typcache.h"
 
 #include "webhook.h"
 #include "worker.h"
 
 PG_FUNCTION_INFO_V1(webhook_render);
+PG_FUNCTION_INFO_V1(webhook_event);
+
+extern PGDLLEXPORT Datum webhook_strip(PG_FUNCTION_ARGS);	/* util.c */
 
 /* event->'key': the value, or NULL when the key is missing. */
 static JsonbValue *
@@ -372,4 +380,139 @@ webhook_render(PG_FUNCTION_ARGS)
 	if (body == NULL)
 		PG_RETURN_NULL();
 	PG_RETURN_TEXT_P(cstring_to_text(body));
+}
+
+/* The queue's columns an event is made of, in the order of the event's keys. */
+static const char *const event_columns[] = {
+	"id", "type", "kind", "op", "update_type", "channel", "chat_type", "message",
+	"record", "old_record", "data", "source", "created_at"
+};
+#define EVENT_NCOLUMNS lengthof(event_columns)
+
+/* Where event_columns are in webhook.queue's row type; kept in fn_extra. */
+typedef struct EventColumns
+{
+	Oid			rowtype;
+	int			attno[EVENT_NCOLUMNS];
+} EventColumns;
+
+/* key: a jsonb column's value, a JSON null for NULL */
+static void
+push_jsonb(JsonbParseState **st, const char *key, Datum d, bool isnull)
+{
+	JsonbValue	v;
+	Jsonb	   *jb;
+
+	if (isnull)
+	{
+		push_value(st, key, NULL);
+		return;
+	}
+	jb = DatumGetJsonbP(d);
+	if (JB_ROOT_IS_SCALAR(jb))
+	{
+		/* a scalar is stored as a one-element array: push the element */
+		JsonbValue *elem = getIthJsonbValueFromContainer(&jb->root, 0);
+
+		push_value(st, key, elem);
+		return;
+	}
+	v.type = jbvBinary;
+	v.val.binary.data = &jb->root;
+	v.val.binary.len = VARSIZE(jb) - VARHDRSZ;
+	push_value(st, key, &v);
+}
+
+/* key: a text column's value */
+static void
+push_text(JsonbParseState **st, const char *key, Datum d, bool isnull)
+{
+	push_string(st, key, isnull ? NULL : TextDatumGetCString(d));
+}
+
+/*
+ * webhook._event(q webhook.queue): the event of a queued row, as jsonb:
+ * every column by name, a message kind's message made from its row
+ * (webhook._strip(coalesce(record, old_record))) when none was captured,
+ * and the table's name and schema, as they are now. What DESIGN section 3
+ * calls the event, and what sql/formats.sql compares with the same written
+ * as SQL.
+ */
+Datum
+webhook_event(PG_FUNCTION_ARGS)
+{
+	HeapTupleHeader row = PG_GETARG_HEAPTUPLEHEADER(0);
+	Oid			rowtype = HeapTupleHeaderGetTypeId(row);
+	EventColumns *cols = fcinfo->flinfo->fn_extra;
+	TupleDesc	desc;
+	HeapTupleData tuple;
+	Datum		v[EVENT_NCOLUMNS];
+	bool		n[EVENT_NCOLUMNS];
+	JsonbParseState *st = NULL;
+	JsonbValue	id;
+	char	   *kind;
+	Oid			source;
+
+	desc = lookup_rowtype_tupdesc(rowtype, HeapTupleHeaderGetTypMod(row));
+	if (cols == NULL || cols->rowtype != rowtype)
+	{
+		cols = MemoryContextAlloc(fcinfo->flinfo->fn_mcxt, sizeof(EventColumns));
+		cols->rowtype = rowtype;
+		for (int i = 0; i < (int) EVENT_NCOLUMNS; i++)
+		{
+			cols->attno[i] = 0;
+			for (int a = 0; a < desc->natts; a++)
+			{
+				Form_pg_attribute att = TupleDescAttr(desc, a);
+
+				if (!att->attisdropped && strcmp(NameStr(att->attname), event_columns[i]) == 0)
+					cols->attno[i] = a + 1;
+			}
+			if (cols->attno[i] == 0)
+				elog(ERROR, "webhook.queue has no column \"%s\"", event_columns[i]);
+		}
+		fcinfo->flinfo->fn_extra = cols;
+	}
+	tuple.t_len = HeapTupleHeaderGetDatumLength(row);
+	ItemPointerSetInvalid(&tuple.t_self);
+	tuple.t_tableOid = InvalidOid;
+	tuple.t_data = row;
+	for (int i = 0; i < (int) EVENT_NCOLUMNS; i++)
+		v[i] = heap_getattr(&tuple, cols->attno[i], desc, &n[i]);
+	ReleaseTupleDesc(desc);
+
+	pushJsonbValue(&st, WJB_BEGIN_OBJECT, NULL);
+	id.type = jbvNumeric;
+	id.val.numeric = int64_to_numeric(DatumGetInt64(v[0]));
+	push_value(&st, "id", n[0] ? NULL : &id);
+	push_text(&st, "type", v[1], n[1]);
+	push_text(&st, "kind", v[2], n[2]);
+	push_text(&st, "op", v[3], n[3]);
+	push_text(&st, "update_type", v[4], n[4]);
+	push_text(&st, "channel", v[5], n[5]);
+	push_text(&st, "chat_type", v[6], n[6]);
+	kind = n[2] ? NULL : TextDatumGetCString(v[2]);
+	if (n[7] && text_is(kind, "message") && !(n[8] && n[9]))
+	{
+		/* coalesce(message, _strip(coalesce(record, old_record))) */
+		Datum		stripped = DirectFunctionCall1(webhook_strip, n[8] ? v[9] : v[8]);
+
+		push_jsonb(&st, "message", stripped, false);
+	}
+	else
+		push_jsonb(&st, "message", v[7], n[7]);
+	push_jsonb(&st, "record", v[8], n[8]);
+	push_jsonb(&st, "old_record", v[9], n[9]);
+	push_jsonb(&st, "data", v[10], n[10]);
+	source = n[11] ? InvalidOid : DatumGetObjectId(v[11]);
+	{
+		char	   *table = OidIsValid(source) ? get_rel_name(source) : NULL;
+		Oid			nsp = OidIsValid(source) ? get_rel_namespace(source) : InvalidOid;
+
+		push_string(&st, "table", table);
+		push_string(&st, "schema", OidIsValid(nsp) ? get_namespace_name(nsp) : NULL);
+	}
+	push_string(&st, "created_at",
+				n[12] ? NULL : JsonEncodeDateTime(NULL, v[12], TIMESTAMPTZOID, NULL));
+	PG_RETURN_JSONB_P(JsonbValueToJsonb(pushJsonbValue(&st, WJB_END_OBJECT, NULL)));
 }

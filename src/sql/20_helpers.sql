@@ -32,6 +32,11 @@ CREATE FUNCTION webhook._check_capture(source bigint) RETURNS void
 CREATE FUNCTION webhook._strip(j jsonb) RETURNS jsonb
     LANGUAGE c STRICT IMMUTABLE PARALLEL SAFE AS 'MODULE_PATHNAME', 'webhook_strip';
 
+-- to_jsonb(r), with the conversion of each column looked up once per
+-- statement rather than per row (src/rowjson.c): capture statements use it
+CREATE FUNCTION webhook._row_jsonb(r record) RETURNS jsonb
+    LANGUAGE c STRICT STABLE PARALLEL SAFE AS 'MODULE_PATHNAME', 'webhook_row_jsonb';
+
 CREATE FUNCTION webhook._table_name(rel regclass) RETURNS text
     LANGUAGE c STRICT STABLE PARALLEL SAFE AS 'MODULE_PATHNAME', 'webhook_table_name';
 
@@ -108,18 +113,12 @@ CREATE FUNCTION webhook._capture() RETURNS trigger
     LANGUAGE c SECURITY DEFINER SET search_path = pg_catalog, pg_temp
     AS 'MODULE_PATHNAME', 'webhook_capture';
 
--- The event a queue row becomes, as deliveries hold it and formats read it.
+-- The event a queue row becomes, as deliveries hold it and formats read it:
+-- every column by name, and the table's name and schema as they are now.
 -- A message table without tracked children stores no message object: it is
--- the row without null or empty values, derived here.
+-- the row without null or empty values, derived here. In C (src/render.c):
+-- the worker's claims make hundreds a round; sql/formats.sql compares it
+-- with the same written in SQL.
 CREATE FUNCTION webhook._event(q webhook.queue) RETURNS jsonb
-    LANGUAGE sql STABLE AS $$
-SELECT pg_catalog.jsonb_build_object(
-    'id', q.id, 'type', q.type, 'kind', q.kind, 'op', q.op, 'update_type', q.update_type,
-    'channel', q.channel, 'chat_type', q.chat_type,
-    'message', coalesce(q.message, CASE WHEN q.kind = 'message'
-                                        THEN webhook._strip(coalesce(q.record, q.old_record)) END),
-    'record', q.record, 'old_record', q.old_record, 'data', q.data,
-    'table', webhook._table_name(q.source), 'schema', webhook._schema_name(q.source),
-    'created_at', q.created_at)
-$$;
+    LANGUAGE c STRICT STABLE PARALLEL SAFE AS 'MODULE_PATHNAME', 'webhook_event';
 

@@ -115,7 +115,7 @@ DECLARE
     i integer;
 BEGIN
     IF src.kind IN ('message', 'row') THEN
-        rows := format('SELECT (%s)::text AS _wh_channel, (%s)::text AS _wh_chat_type, (%s)::jsonb AS _wh_message, to_jsonb(_wh_msg) AS _wh_record%s FROM %s AS _wh_msg',
+        rows := format('SELECT (%s)::text AS _wh_channel, (%s)::text AS _wh_chat_type, (%s)::jsonb AS _wh_message, webhook._row_jsonb(_wh_msg) AS _wh_record%s FROM %s AS _wh_msg',
             webhook._expr_sql(src.channel_node, src.rel, '_wh_msg', 'NULL::text'),
             webhook._expr_sql(src.chat_type_node, src.rel, '_wh_msg', 'NULL::text'),
             CASE WHEN src.kind = 'message' AND (src.message_node IS NOT NULL OR EXISTS (
@@ -128,7 +128,7 @@ BEGIN
             -- Old and new transition rows are stored pairwise, in the same order.
             RETURN head || format(
                 'n._wh_record AS record, o._wh_record AS old_record'
-                ' FROM (%s) AS n JOIN (SELECT row_number() OVER () AS _wh_rn, to_jsonb(_wh_msg) AS _wh_record FROM webhook_old AS _wh_msg) AS o'
+                ' FROM (%s) AS n JOIN (SELECT row_number() OVER () AS _wh_rn, webhook._row_jsonb(_wh_msg) AS _wh_record FROM webhook_old AS _wh_msg) AS o'
                 ' ON o._wh_rn = n._wh_rn WHERE o._wh_record IS DISTINCT FROM n._wh_record',
                 rows);
         END IF;
@@ -147,7 +147,7 @@ BEGIN
         cond := cond || CASE WHEN i > 1 THEN ' AND ' ELSE '' END
                 || format('%s = c._wh_k%s', webhook._expr_sql(src.parent_key_nodes[i], parent.rel, '_wh_msg'), i);
     END LOOP;
-    rows := format('SELECT to_jsonb(_wh_child) AS _wh_record, %s%s FROM %s AS _wh_child',
+    rows := format('SELECT webhook._row_jsonb(_wh_child) AS _wh_record, %s%s FROM %s AS _wh_child',
         keys, CASE WHEN op = 'UPDATE' THEN ', row_number() OVER () AS _wh_rn' ELSE '' END, tbl);
     RETURN format(
         'SELECT p._wh_channel AS channel, p._wh_chat_type AS chat_type, p._wh_message AS message, %s AS record, %s AS old_record FROM (%s) AS c%s'
@@ -156,7 +156,7 @@ BEGIN
         CASE op WHEN 'DELETE' THEN 'c._wh_record' WHEN 'UPDATE' THEN 'o._wh_record' ELSE 'NULL::jsonb' END,
         rows,
         CASE WHEN op = 'UPDATE' THEN
-            ' JOIN (SELECT row_number() OVER () AS _wh_rn, to_jsonb(_wh_child) AS _wh_record FROM webhook_old AS _wh_child) AS o'
+            ' JOIN (SELECT row_number() OVER () AS _wh_rn, webhook._row_jsonb(_wh_child) AS _wh_record FROM webhook_old AS _wh_child) AS o'
             ' ON o._wh_rn = c._wh_rn AND o._wh_record IS DISTINCT FROM c._wh_record'
         ELSE '' END,
         webhook._expr_sql(parent.channel_node, parent.rel, '_wh_msg', 'NULL::text'),
