@@ -7,7 +7,7 @@ EXTVERSION = 0.1
 MODULE_big = webhook
 OBJS = src/webhook.o src/guc.o src/capture.o src/owner.o src/plans.o src/util.o src/rowjson.o src/queue.o src/endpoints.o src/dispatch.o src/held.o src/record.o src/handshake.o src/render.o \
 	src/signing.o src/http.o src/http_message.o src/worker.o src/moderate.o src/status.o \
-	src/databases.o src/launcher.o
+	src/databases.o src/launcher.o src/limits.o
 # The script is built from its parts in src/sql, one per subject.
 DATA_built = webhook--$(EXTVERSION).sql
 EXTRA_CLEAN = webhook.control

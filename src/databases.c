@@ -53,11 +53,18 @@ slot_count(void)
 	return max_worker_processes + 16;
 }
 
-Size
-WebhookShmemSize(void)
+static Size
+slots_size(void)
 {
 	return add_size(offsetof(WebhookShared, databases),
 					mul_size(slot_count(), sizeof(WebhookDatabase)));
+}
+
+/* The slots, and the endpoint limits of each (limits.c): two structures. */
+Size
+WebhookShmemSize(void)
+{
+	return add_size(slots_size(), WebhookLimitsShmemSize(slot_count()));
 }
 
 void
@@ -66,15 +73,16 @@ WebhookShmemInit(void)
 	bool		found;
 
 	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
-	webhook_shared = ShmemInitStruct("webhook", WebhookShmemSize(), &found);
+	webhook_shared = ShmemInitStruct("webhook", slots_size(), &found);
 	if (!found)
 	{
-		memset(webhook_shared, 0, WebhookShmemSize());
+		memset(webhook_shared, 0, slots_size());
 		webhook_shared->lock = &(GetNamedLWLockTranche("webhook"))->lock;
 		webhook_shared->ndatabases = slot_count();
 		for (int i = 0; i < webhook_shared->ndatabases; i++)
 			pg_atomic_init_u64(&webhook_shared->databases[i].changes, 0);
 	}
+	WebhookLimitsShmemInit(slot_count());
 	LWLockRelease(AddinShmemInitLock);
 }
 
@@ -107,6 +115,8 @@ WebhookSlotGet(Oid database)
 			continue;
 		db->database = database;
 		memset(db->workers, 0, sizeof(db->workers));
+		db->nworkers = 0;
+		WebhookLimitsReset(i);
 		db->wanted = db->absent = db->no_slot = db->dropped = false;
 		db->paused_by = 0;
 		/* changes keeps counting: a worker only compares it with itself */
@@ -140,34 +150,35 @@ leave_slot(int code, Datum arg)
 }
 
 /*
- * Take a place in this database's slot, where committing backends find the
- * latch; false when the worker must not run: the database is paused (DROP
- * DATABASE and its kin) or dropped, or every place is taken.
+ * Take place k (the worker's number in its set) in this database's slot,
+ * where committing backends find the latch; false when the worker must not
+ * run: the database is paused (DROP DATABASE and its kin) or dropped, or the
+ * place is taken (by a worker of an earlier set, not gone yet). Returns the
+ * slot's index in *slot.
  */
 bool
-WebhookSlotJoin(void)
+WebhookSlotJoin(int k, int *slot)
 {
 	bool		ok = false;
 
 	LWLockAcquire(webhook_shared->lock, LW_EXCLUSIVE);
 	my_slot = WebhookSlotGet(MyDatabaseId);
-	if (my_slot >= 0)
+	if (my_slot >= 0 && k >= 0 && k < WEBHOOK_SLOT_WORKERS)
 	{
 		WebhookDatabase *db = &webhook_shared->databases[my_slot];
 
-		for (int i = 0; i < WEBHOOK_SLOT_WORKERS && db->paused_by == 0 && !db->dropped; i++)
-			if (db->workers[i].pid == 0)
-			{
-				db->workers[i].pid = MyProcPid;
-				db->workers[i].latch = MyLatch;
-				my_place = i;
-				ok = true;
-				break;
-			}
+		if (db->paused_by == 0 && !db->dropped && db->workers[k].pid == 0)
+		{
+			db->workers[k].pid = MyProcPid;
+			db->workers[k].latch = MyLatch;
+			my_place = k;
+			ok = true;
+		}
 	}
 	LWLockRelease(webhook_shared->lock);
 	if (ok)
 		on_shmem_exit(leave_slot, 0);
+	*slot = my_slot;
 	return ok;
 }
 
@@ -308,12 +319,13 @@ WebhookUnservedReason(const char **hint)
 	}
 	LWLockRelease(webhook_shared->lock);
 
-	if (running)
+	/* some of the database's workers may run, not all of them */
+	if (running && !no_slot)
 		return NULL;
 	if (no_slot || worker_slots_full())
 	{
-		*hint = "Raise max_worker_processes (the launcher and one worker per served database, beside "
-			"parallel and other workers) and restart the server.";
+		*hint = "Raise max_worker_processes (the launcher and webhook.workers_per_database workers per "
+			"served database, beside parallel and other workers) and restart the server.";
 		return pstrdup(WebhookNoSlotReason(name));
 	}
 	return NULL;

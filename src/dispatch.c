@@ -459,7 +459,8 @@ start_job(Job *job, Endpoint *ep)
  * An endpoint with a rate_limit of N starts its deliveries at least 1/N s
  * apart, so no second holds more than N starts; its jobs wait in its ready
  * list meanwhile, holding no slot, and sched.next_start tells the worker's
- * wait when the first of them may go.
+ * wait when the first of them may go. With several workers in the database,
+ * limits.c holds both limits across them.
  */
 void
 WebhookStartReadyJobs(void)
@@ -485,7 +486,19 @@ WebhookStartReadyJobs(void)
 				hash_seq_term(&hs);
 				break;
 			}
-			if (ep->rate_limit > 0)
+			if (sched.part_n > 1)
+			{
+				/* the limits across the database's workers (limits.c) */
+				TimestampTz retry_at;
+
+				if (!WebhookLimitsTryStart(ep, GetCurrentTimestamp(), &retry_at))
+				{
+					if (retry_at > 0 && (sched.next_start == 0 || retry_at < sched.next_start))
+						sched.next_start = retry_at;
+					continue;
+				}
+			}
+			else if (ep->rate_limit > 0)
 			{
 				TimestampTz now = GetCurrentTimestamp();
 
@@ -574,7 +587,11 @@ WebhookJobDone(Job *job)
 		Endpoint   *ep = WebhookEndpoint(job->endpoint_id);
 
 		if (ep)
+		{
 			ep->inflight--;
+			if (sched.part_n > 1)
+				WebhookLimitsDone(ep);
+		}
 	}
 	else
 		handshake_done(job->endpoint_id);

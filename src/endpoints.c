@@ -106,6 +106,7 @@ WebhookReloadEndpoints(void)
 			ep->nready = 0;
 			ep->inflight = 0;
 			ep->next_start = 0;
+			ep->limit_idx = -1;
 		}
 		ep->live = true;
 		ep->url = WebhookDeliveryUrl(SPI_getvalue(tup, desc, 2), SPI_getvalue(tup, desc, 3), SPI_getvalue(tup, desc, 4));

@@ -20,8 +20,10 @@
 #include "utils/varlena.h"
 
 #include "guc.h"
+#include "webhook.h"
 
 char	   *webhook_databases = NULL;
+int			webhook_workers_per_database = 1;
 int			webhook_max_concurrency = 64;
 int			webhook_endpoint_concurrency = 16;
 int			webhook_timeout = 10000;
@@ -53,6 +55,14 @@ WebhookDefineSettings(void)
 							   "",
 							   PGC_SIGHUP, GUC_LIST_INPUT,
 							   check_databases, NULL, NULL);
+
+	DefineCustomIntVariable("webhook.workers_per_database",
+							"Delivery workers sharing each served database's work.",
+							"Each takes its share of the events; the per-endpoint limits hold across them.",
+							&webhook_workers_per_database,
+							1, 1, WEBHOOK_SLOT_WORKERS,
+							PGC_SIGHUP, 0,
+							NULL, NULL, NULL);
 
 	DefineCustomIntVariable("webhook.max_concurrency",
 							"Most HTTP requests the worker keeps in flight.",

@@ -34,6 +34,7 @@ typedef struct WebhookNetworks
 } WebhookNetworks;
 
 extern char *webhook_databases;
+extern int	webhook_workers_per_database;
 extern int	webhook_max_concurrency;
 extern int	webhook_endpoint_concurrency;
 extern int	webhook_timeout;	/* ms */

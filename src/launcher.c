@@ -1,9 +1,9 @@
 /*-------------------------------------------------------------------------
  *
  * launcher.c
- *		The launcher: keeps one delivery worker running in every database
- *		where the extension is installed (webhook.databases restricting the
- *		set).
+ *		The launcher: keeps webhook.workers_per_database delivery workers
+ *		(one by default) running in every database where the extension is
+ *		installed (webhook.databases restricting the set).
  *
  * It is registered by _PG_init while preloading, starts once recovery is
  * over (a standby runs none), connects to no database and reads
@@ -13,6 +13,12 @@
  * marking its slot absent, when the extension is not there. The launcher
  * remembers the absence until CREATE EXTENSION commits in that database
  * (which marks the slot wanted and wakes it) or the server restarts.
+ *
+ * A database's workers are a set of n, each told its number k (bgw_extra):
+ * worker k takes the k-th share of the work (queue.c). A worker that ends is
+ * started again in its place, after the one before it has gone. When n
+ * changes (a reload), the whole set is stopped, and the new one starts once
+ * every worker of the old has gone: two workers never own one share.
  *
  * It sleeps on its latch, set by: a worker starting or ending (bgw_notify_pid
  * and the worker's exit), CREATE EXTENSION or CREATE DATABASE committing, the
@@ -69,7 +75,9 @@ typedef struct LauncherDb
 	Oid			oid;			/* hash key */
 	char		name[NAMEDATALEN];
 	DbState		state;
-	BackgroundWorkerHandle *handle; /* NULL: none started by this launcher */
+	BackgroundWorkerHandle *handles[WEBHOOK_SLOT_WORKERS];	/* by worker number;
+																 * NULL: none started
+																 * by this launcher */
 	TimestampTz retry_at;
 	bool		has_extension;	/* known to have it: no slot is then worth a log */
 	bool		logged;			/* that no slot was free has been logged */
@@ -141,7 +149,7 @@ scan_databases(void)
 		if (!found)
 		{
 			db->state = DB_UNKNOWN;
-			db->handle = NULL;
+			memset(db->handles, 0, sizeof(db->handles));
 			db->retry_at = 0;
 			db->has_extension = db->logged = false;
 		}
@@ -154,53 +162,71 @@ scan_databases(void)
 	MemoryContextSwitchTo(cxt);
 }
 
-/* Whether a worker of this launcher's, or one left by an earlier launcher, runs there. */
+/*
+ * Whether worker k of a database runs there (or is starting): one of this
+ * launcher's, or one left by an earlier launcher.
+ */
 static bool
-worker_running(LauncherDb *db, int slot)
+worker_running(LauncherDb *db, int slot, int k)
 {
-	if (db->handle)
+	if (db->handles[k])
 	{
 		pid_t		pid;
 
-		if (GetBackgroundWorkerPid(db->handle, &pid) != BGWH_STOPPED)
+		if (GetBackgroundWorkerPid(db->handles[k], &pid) != BGWH_STOPPED)
 			return true;
-		pfree(db->handle);
-		db->handle = NULL;
+		pfree(db->handles[k]);
+		db->handles[k] = NULL;
 	}
-	if (slot >= 0)
-		for (int i = 0; i < WEBHOOK_SLOT_WORKERS; i++)
-			if (webhook_shared->databases[slot].workers[i].pid != 0)
-				return true;
-	return false;
+	return slot >= 0 && webhook_shared->databases[slot].workers[k].pid != 0;
 }
 
-/* Stop a database's worker; the caller holds the lock. */
+/* How many of a database's workers run; the caller holds the lock. */
+static int
+workers_running(LauncherDb *db, int slot)
+{
+	int			n = 0;
+
+	for (int k = 0; k < WEBHOOK_SLOT_WORKERS; k++)
+		n += worker_running(db, slot, k) ? 1 : 0;
+	return n;
+}
+
+/* Stop a database's workers; the caller holds the lock. */
 static void
 stop_worker(LauncherDb *db, int slot)
 {
-	if (db->handle)
-		TerminateBackgroundWorker(db->handle);
-	if (slot >= 0)
-		for (int i = 0; i < WEBHOOK_SLOT_WORKERS; i++)
-			if (webhook_shared->databases[slot].workers[i].pid != 0)
-				kill(webhook_shared->databases[slot].workers[i].pid, SIGTERM);
+	for (int k = 0; k < WEBHOOK_SLOT_WORKERS; k++)
+	{
+		if (db->handles[k])
+			TerminateBackgroundWorker(db->handles[k]);
+		if (slot >= 0 && webhook_shared->databases[slot].workers[k].pid != 0)
+			kill(webhook_shared->databases[slot].workers[k].pid, SIGTERM);
+	}
 }
 
 /*
- * Start a database's worker; the caller holds the lock exclusively. When no
- * background worker slot is free the reason is kept in the database's slot
- * (webhook._served() shows it) and logged once.
+ * Start a database's workers, those of its n that do not run; the caller
+ * holds the lock exclusively. When no background worker slot is free the
+ * reason is kept in the database's slot (webhook._served() shows it) and
+ * logged once.
  */
 static void
-start_worker(LauncherDb *db, TimestampTz now)
+start_worker(LauncherDb *db, TimestampTz now, int n)
 {
-	BackgroundWorker worker;
 	int			slot = WebhookSlotGet(db->oid);
-	bool		ok = false;
-	MemoryContext old;
+	bool		ok = slot >= 0;
 
 	if (slot >= 0)
+		webhook_shared->databases[slot].nworkers = n;
+	for (int k = 0; k < n && ok; k++)
 	{
+		BackgroundWorker worker;
+		WebhookWorkerArg arg = {n, k};
+		MemoryContext old;
+
+		if (worker_running(db, slot, k))
+			continue;
 		memset(&worker, 0, sizeof(worker));
 		worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
 		worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
@@ -210,11 +236,17 @@ start_worker(LauncherDb *db, TimestampTz now)
 		strlcpy(worker.bgw_name, WEBHOOK_WORKER_NAME, BGW_MAXLEN);
 		strlcpy(worker.bgw_type, WEBHOOK_WORKER_NAME, BGW_MAXLEN);
 		worker.bgw_main_arg = ObjectIdGetDatum(db->oid);
+		memcpy(worker.bgw_extra, &arg, sizeof(arg));
 		worker.bgw_notify_pid = MyProcPid;
 		/* the handle outlives the loop's context */
 		old = MemoryContextSwitchTo(TopMemoryContext);
-		ok = RegisterDynamicBackgroundWorker(&worker, &db->handle);
+		ok = RegisterDynamicBackgroundWorker(&worker, &db->handles[k]);
 		MemoryContextSwitchTo(old);
+		if (!ok)
+			db->handles[k] = NULL;
+	}
+	if (slot >= 0)
+	{
 		webhook_shared->databases[slot].no_slot = !ok;
 		webhook_shared->databases[slot].absent = false;
 	}
@@ -224,7 +256,6 @@ start_worker(LauncherDb *db, TimestampTz now)
 		db->logged = false;
 		return;
 	}
-	db->handle = NULL;
 	db->state = DB_NO_SLOT;
 	db->retry_at = now + (int64) NO_SLOT_RETRY_MS * 1000;
 	if (db->has_extension && !db->logged)
@@ -261,7 +292,9 @@ reconcile(void)
 	{
 		int			slot = WebhookSlotFind(db->oid);
 		WebhookDatabase *shared = slot >= 0 ? &webhook_shared->databases[slot] : NULL;
-		bool		running = worker_running(db, slot);
+		int			want = webhook_workers_per_database;
+		int			nrunning = workers_running(db, slot);
+		bool		running = nrunning > 0;
 
 		if (shared && shared->paused_by != 0 && BackendPidGetProc(shared->paused_by) == NULL)
 			shared->paused_by = 0;	/* its backend went away mid-statement */
@@ -281,9 +314,17 @@ reconcile(void)
 		if (shared && shared->paused_by != 0)
 			continue;			/* the pausing backend stops the worker */
 
-		if (db->state == DB_RUNNING && !running)
+		if (running && shared && shared->nworkers != want)
 		{
-			/* the worker ended: no extension, or it failed */
+			/* a new number of workers: the old set goes first, all of it */
+			stop_worker(db, slot);
+			if (db->state == DB_RUNNING || db->state == DB_RESTART)
+				db->state = DB_UNKNOWN;
+			continue;
+		}
+		if (db->state == DB_RUNNING && nrunning < want)
+		{
+			/* a worker ended: no extension, or it failed */
 			if (shared && shared->absent && !shared->wanted)
 				db->state = DB_ABSENT;
 			else
@@ -305,7 +346,7 @@ reconcile(void)
 		}
 		if (db->state == DB_UNLISTED || (rescan && db->state == DB_ABSENT))
 			db->state = DB_UNKNOWN;
-		if (shared && shared->wanted && !running)
+		if (shared && shared->wanted && nrunning < want)
 		{
 			shared->wanted = false;
 			db->has_extension = true;
@@ -313,11 +354,11 @@ reconcile(void)
 				db->state = DB_UNKNOWN;
 			db->retry_at = now;
 		}
-		if (running)
+		if (nrunning >= want)
 			db->state = DB_RUNNING;
 		else if (db->state == DB_UNKNOWN ||
 				 ((db->state == DB_RESTART || db->state == DB_NO_SLOT) && now >= db->retry_at))
-			start_worker(db, now);
+			start_worker(db, now, want);
 		if (db->state == DB_RESTART || db->state == DB_NO_SLOT)
 			wake_at = wake_at == 0 ? db->retry_at : Min(wake_at, db->retry_at);
 	}

@@ -80,12 +80,46 @@ static SPIPlanPtr plan_claim;
  */
 
 /*
- * The first n queue rows (cols of x) from the floor that no one else holds,
- * locked, skipping the events held in memory (held.c).
+ * With several workers in a database (webhook.workers_per_database), worker
+ * k of n claims the queue rows, and owns the deliveries, whose event id is k
+ * modulo n: the events it holds in memory (held.c) stay in the queue, and
+ * only it may claim them. Every delivery has an owner: a fan-out's carry the
+ * queue row's id as event_id, and redeliver() and redeliver_failed() keep
+ * it. The statements that take or clear work have a %s where part_filter()
+ * puts that condition, n and k given as two more parameters; with one worker
+ * it puts nothing, and the statements are what they were before there could
+ * be several.
+ *
+ * The claim floor stays each worker's own: the reasoning at the top holds
+ * with "the rows" read as "the rows of the worker's share", since a claim
+ * takes the lowest ids of its share it can see, and rows of the other shares
+ * are not its concern.
  */
-#define CLAIMABLE_SQL(cols, floor, n, held) \
+#define PART "%s"
+
+/*
+ * The share's condition on an event id column, n and k being parameters
+ * $param and $param+1; "" with one worker. Written so that the planner
+ * guesses it keeps most rows (its estimate for "id % n = k" is 0.5%, which
+ * turned the due-retry claim's ordered index scan into a sort of all of an
+ * endpoint's pending deliveries): a CASE tested for NULL.
+ */
+static char *
+part_filter(const char *col, int param)
+{
+	if (sched.part_n <= 1)
+		return "";
+	return psprintf(" AND (CASE WHEN %s %% $%d = $%d THEN 1 END) IS NOT NULL",
+					col, param, param + 1);
+}
+
+/*
+ * The first n queue rows (cols of x) of the share from the floor that no one
+ * else holds, locked, skipping the events held in memory (held.c).
+ */
+#define CLAIMABLE_SQL(cols, floor, n, held, part) \
 	"SELECT " cols " FROM webhook.queue x WHERE x.id >= " floor " AND NOT x.id = ANY (" held ")" \
-	" ORDER BY x.id LIMIT " n " FOR UPDATE OF x SKIP LOCKED"
+	part " ORDER BY x.id LIMIT " n " FOR UPDATE OF x SKIP LOCKED"
 
 /* Does the event ev go to the endpoint e: its filters. */
 #define MATCHES_SQL \
@@ -103,11 +137,12 @@ static SPIPlanPtr plan_claim;
  * endpoint, and how many events were claimed. Nothing is written: the
  * events whose endpoints all have room are held in memory (held.c), the
  * others fanned out into rows by sql_fanout. $1 how many events, $2
- * endpoints with room, $3 the claim floor, $4 the events held.
+ * endpoints with room, $3 the claim floor, $4 the events held, $5 and $6
+ * the share (n, k).
  */
 static const char *sql_claim_events =
 "WITH ev AS (" CLAIMABLE_SQL("x.id, x.type, x.update_type, x.channel, webhook._event(x) AS event",
-							 "$3", "$1", "$4") ")"
+							 "$3", "$1", "$4", PART) ")"
 " SELECT ev.id, e.id, ev.event, e.id = ANY ($2), (SELECT pg_catalog.count(*) FROM ev)"
 " FROM ev LEFT JOIN webhook.endpoint e ON e.state = 'verified' AND " MATCHES_SQL
 " ORDER BY ev.id, e.id";
@@ -134,16 +169,16 @@ static const char *sql_fanout =
  */
 static const char *sql_claim =
 "WITH ev AS (DELETE FROM webhook.queue AS x WHERE x.id = ANY (ARRAY ("
-CLAIMABLE_SQL("x.id", "$2", "$1", "'{}'") ")) RETURNING x.id) SELECT id FROM ev ORDER BY id";
+CLAIMABLE_SQL("x.id", "$2", "$1", "'{}'", "") ")) RETURNING x.id) SELECT id FROM ev ORDER BY id";
 
-/* Claim due deliveries of endpoints with room. $1 limit, $2 endpoints. */
+/* Claim due deliveries of endpoints with room. $1 limit, $2 endpoints, $3 and $4 the share. */
 static const char *sql_retry =
 "WITH c AS ("
 "  UPDATE webhook.delivery d SET in_flight = true"
 "  WHERE d.id = ANY (ARRAY ("
 "    SELECT id FROM webhook.delivery"
 "    WHERE status = 'pending' AND NOT in_flight AND next_attempt_at <= pg_catalog.now()"
-"      AND endpoint_id = ANY ($2)"
+"      AND endpoint_id = ANY ($2)" PART
 "    ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED))"
 "  RETURNING d.id, d.endpoint_id, d.event_id, d.attempts, d.event)"
 " SELECT id, endpoint_id, event_id, attempts, event FROM c";
@@ -151,14 +186,18 @@ static const char *sql_retry =
 static const char *sql_release =
 "UPDATE webhook.delivery SET in_flight = false WHERE id = ANY ($1) AND in_flight";
 
-/* When is the next retry or handshake due? $1 endpoints with room, $2 handshakes in flight. */
+/*
+ * When is the next retry or handshake due? $1 endpoints with room, $2
+ * handshakes in flight, $3 and $4 the share; the second %s is " AND false"
+ * for workers other than 0 (handshakes are worker 0's).
+ */
 static const char *sql_next_due =
 "SELECT least("
 "  (SELECT next_attempt_at FROM webhook.delivery"
-"    WHERE status = 'pending' AND NOT in_flight AND endpoint_id = ANY ($1)"
+"    WHERE status = 'pending' AND NOT in_flight AND endpoint_id = ANY ($1)" PART
 "    ORDER BY next_attempt_at LIMIT 1),"
 "  (SELECT pg_catalog.min(verify_next_at) FROM webhook.endpoint"
-"    WHERE state = 'pending' AND verify AND NOT id = ANY ($2)))";
+"    WHERE state = 'pending' AND verify AND NOT id = ANY ($2)%s))";
 
 static const char *sql_purge =
 "DELETE FROM webhook.delivery WHERE id = ANY (ARRAY ("
@@ -174,19 +213,20 @@ static const char *sql_purge =
 void
 WebhookQueuePrepare(Oid queue)
 {
-	Oid			t_events[] = {INT4OID, INT8ARRAYOID, INT8OID, INT8ARRAYOID};
+	Oid			t_events[] = {INT4OID, INT8ARRAYOID, INT8OID, INT8ARRAYOID, INT8OID, INT8OID};
 	Oid			t_fanout[] = {INT8ARRAYOID, INT8ARRAYOID};
-	Oid			t_retry[] = {INT4OID, INT8ARRAYOID};
+	Oid			t_retry[] = {INT4OID, INT8ARRAYOID, INT8OID, INT8OID};
 	Oid			t_ids[] = {INT8ARRAYOID};
-	Oid			t_due[] = {INT8ARRAYOID, INT8ARRAYOID};
+	Oid			t_due[] = {INT8ARRAYOID, INT8ARRAYOID, INT8OID, INT8OID};
 	Oid			t_purge[] = {INT4OID, INT4OID};
 	Oid			t_claim[] = {INT4OID, INT8OID};
 
-	WebhookPrepare(&plan_claim_events, sql_claim_events, 4, t_events);
+	WebhookPrepare(&plan_claim_events, psprintf(sql_claim_events, part_filter("x.id", 5)), 6, t_events);
 	WebhookPrepare(&plan_fanout, sql_fanout, 2, t_fanout);
-	WebhookPrepare(&plan_retry, sql_retry, 2, t_retry);
+	WebhookPrepare(&plan_retry, psprintf(sql_retry, part_filter("event_id", 3)), 4, t_retry);
 	WebhookPrepare(&plan_release, sql_release, 1, t_ids);
-	WebhookPrepare(&plan_next_due, sql_next_due, 2, t_due);
+	WebhookPrepare(&plan_next_due, psprintf(sql_next_due, part_filter("event_id", 3),
+											sched.part_k == 0 ? "" : " AND false"), 4, t_due);
 	WebhookPrepare(&plan_purge, sql_purge, 2, t_purge);
 	WebhookPrepare(&plan_claim, sql_claim, 2, t_claim);
 
@@ -279,12 +319,22 @@ WebhookQueueReady(bool extension)
 	return get_relname_relid("queue", nsp);
 }
 
-/* Clear the in_flight marks a previous worker left: their requests died with it. */
+/*
+ * Clear the in_flight marks a previous worker left in this worker's share:
+ * their requests died with it. (The launcher starts a worker only once the
+ * one before it in its place has gone, and a new set of workers only once
+ * the whole old set has: the shares' union is every delivery.)
+ */
 void
 WebhookQueueRecover(void)
 {
-	if (SPI_execute("UPDATE webhook.delivery SET in_flight = false"
-					" WHERE in_flight AND status = 'pending'", false, 0) != SPI_OK_UPDATE)
+	Oid			types[2] = {INT8OID, INT8OID};
+	Datum		v[2] = {Int64GetDatum(sched.part_n), Int64GetDatum(sched.part_k)};
+
+	if (SPI_execute_with_args(psprintf("UPDATE webhook.delivery SET in_flight = false"
+									   " WHERE in_flight AND status = 'pending'%s",
+									   part_filter("event_id", 1)),
+							  2, types, v, NULL, false, 0) != SPI_OK_UPDATE)
 		elog(ERROR, "could not recover in-flight deliveries");
 	if (SPI_processed > 0)
 		elog(LOG, "webhook worker: %llu deliveries that were in flight will be sent again",
@@ -298,13 +348,15 @@ WebhookQueueRecover(void)
 bool
 WebhookQueueClaimDue(List *room, dlist_head *claimed)
 {
-	Datum		v[2];
+	Datum		v[4];
 	int64		queue_rows = 0;
 	bool		more;
 	int			n;
 
 	v[0] = Int32GetDatum(webhook_batch_size);
 	v[1] = WebhookIdArray(room);
+	v[2] = Int64GetDatum(sched.part_n);
+	v[3] = Int64GetDatum(sched.part_k);
 	sched.round_claimed = true;
 	if (SPI_execute_plan(plan_retry, v, NULL, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not claim due deliveries");
@@ -355,12 +407,14 @@ WebhookQueueClaimEvents(List *room, dlist_head *claimed)
 	int64		max_event = -1;	/* the highest claimed event */
 	int64		nclaimed = 0;
 	List	   *fan_out = NIL;	/* events to fan out into rows */
-	Datum		v[4];
+	Datum		v[6];
 
 	v[0] = Int32GetDatum(events);
 	v[1] = WebhookIdArray(room);
 	v[2] = Int64GetDatum(sched.claim_from_start ? 0 : fl.claim_floor);
 	v[3] = WebhookHeldIds();
+	v[4] = Int64GetDatum(sched.part_n);
+	v[5] = Int64GetDatum(sched.part_k);
 	sched.round_claimed = true;
 	if (SPI_execute_plan(plan_claim_events, v, NULL, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not claim queued events");
@@ -471,12 +525,14 @@ WebhookQueueRelease(List *ids)
 void
 WebhookQueueReadNextDue(List *room, TimestampTz now)
 {
-	Datum		v[2];
+	Datum		v[4];
 	Datum		d;
 	bool		isnull;
 
 	v[0] = WebhookIdArray(room);
 	v[1] = WebhookIdArray(sched.handshakes_in_flight);
+	v[2] = Int64GetDatum(sched.part_n);
+	v[3] = Int64GetDatum(sched.part_k);
 	if (SPI_execute_plan(plan_next_due, v, NULL, false, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not read the next due time");
 	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);

@@ -23,10 +23,17 @@
 #define WEBHOOK_LAUNCHER_NAME "webhook launcher"
 
 /*
- * Workers one database's slot can hold. One today; the slot is an array so
- * that several workers could share a database's work later.
+ * Workers one database's slot can hold: the most webhook.workers_per_database
+ * allows. Worker k of a set of n sits in place k.
  */
-#define WEBHOOK_SLOT_WORKERS 1
+#define WEBHOOK_SLOT_WORKERS 8
+
+/* What the launcher tells a worker in bgw_extra: its number k in a set of n. */
+typedef struct WebhookWorkerArg
+{
+	int			n;
+	int			k;
+} WebhookWorkerArg;
 
 /* A running worker, as committing backends find it. */
 typedef struct WebhookWorkerRef
@@ -44,6 +51,8 @@ typedef struct WebhookDatabase
 {
 	Oid			database;		/* InvalidOid: the slot is free */
 	WebhookWorkerRef workers[WEBHOOK_SLOT_WORKERS];
+	int			nworkers;		/* how many the launcher started the running set
+								 * with (0: none yet) */
 	pg_atomic_uint64 changes;	/* bumped by every commit that changed
 								 * endpoints, or made deliveries due by hand */
 	bool		wanted;			/* CREATE EXTENSION committed: start a worker */
@@ -77,7 +86,7 @@ extern Size WebhookShmemSize(void);
 extern void WebhookShmemInit(void);
 extern int	WebhookSlotFind(Oid database);
 extern int	WebhookSlotGet(Oid database);
-extern bool WebhookSlotJoin(void);
+extern bool WebhookSlotJoin(int k, int *slot);
 extern void WebhookSlotMark(bool absent);
 extern uint64 WebhookChanges(void);
 extern void WebhookWakeLauncher(void);
@@ -85,6 +94,11 @@ extern bool WebhookDatabaseListed(const char *name);
 extern void WebhookInstallUtilityHook(void);
 extern char *WebhookUnservedReason(const char **hint);
 extern const char *WebhookNoSlotReason(const char *database);
+
+/* limits.c: per-endpoint limits shared by a database's workers */
+extern Size WebhookLimitsShmemSize(int nslots);
+extern void WebhookLimitsShmemInit(int nslots);
+extern void WebhookLimitsReset(int slot);
 
 /* owner.c: running user code as its owner (DESIGN section 9) */
 typedef struct WebhookUser

@@ -26,8 +26,9 @@
  *	worker.c	this file: the loop, the waits, the round's transaction
  *
  * and beside them: webhook.c (entry point, shared memory, wake at commit),
- * launcher.c (one worker per database), databases.c (the databases' slots
- * in shared memory, why one is not served, DROP DATABASE), status.c (the
+ * launcher.c (the workers of each database), databases.c (the databases'
+ * slots in shared memory, why one is not served, DROP DATABASE), limits.c
+ * (the per-endpoint limits across a database's workers), status.c (the
  * workers' counters, webhook.worker_status), guc.c (settings), owner.c (user
  * code as its owner), plans.c (the triggers' kept plans), moderate.c (the
  * synchronous hooks), util.c.
@@ -38,12 +39,14 @@
  *	   the end of the statement: the source's SELECT runs over the
  *	   transition table as the table's owner, its rows are inserted into
  *	   webhook.queue, and WebhookWakeAtCommit() arms the wake-up.
- *	2. At commit the backend sets the latch of its database's worker
- *	   (webhook.c, through the database's slot in databases.c).
+ *	2. At commit the backend sets the latches of its database's workers
+ *	   (webhook.c, through the database's slot in databases.c): one, or
+ *	   webhook.workers_per_database of them.
  *	3. The worker's wait (http.c, WebhookHttpWait) returns; the loop below
  *	   runs a round: one transaction in which queue.c claims the event
  *	   (FOR UPDATE SKIP LOCKED, from the claim floor, skipping the events
- *	   held in memory) and pairs it with each matching verified endpoint.
+ *	   held in memory; with n workers, the worker whose number is the
+ *	   event's id modulo n) and pairs it with each matching verified endpoint.
  *	   When they all have room the event is held in memory (held.c): its
  *	   deliveries are jobs with no row yet, and its queue row stays.
  *	   Otherwise it is fanned out: its queue row is deleted and one
@@ -51,7 +54,8 @@
  *	   room. dispatch.c makes the jobs, with their bodies rendered by
  *	   render.c (a user's format function is called as its owner).
  *	4. After the commit the jobs join their endpoints' ready lists
- *	   (dispatch.c) and start within the concurrency limits: http.c hands
+ *	   (dispatch.c) and start within the concurrency limits (counted across
+ *	   the database's workers by limits.c when there are several): http.c hands
  *	   each request to libcurl with the headers http_message.c makes and
  *	   signs.
  *	5. The wait sees curl's sockets; finished requests come back to the
@@ -70,9 +74,12 @@
  * the queue (held.c) or a row with in_flight = true; the flag is cleared
  * when its result is recorded, and at start-up for whatever a crash left
  * behind, which is then sent again (at-least-once), as are the events left
- * in the queue. Every write of the worker only records progress, so its
- * transactions commit asynchronously: a crash that loses a commit loses
- * progress, and the work is done again, never lost.
+ * in the queue. With several workers each clears only its own share's, and
+ * claims only its own share's events (held ones included), which no other
+ * worker can hold; handshakes and the purge are worker 0's. Every write of
+ * the worker only records progress, so its transactions commit
+ * asynchronously: a crash that loses a commit loses progress, and the work
+ * is done again, never lost.
  *
  * Memory: the loop's context is reset at every turn; a round works in its
  * own context, entered again after the commit (which leaves the transaction
@@ -105,6 +112,7 @@
 #include "worker.h"
 
 Scheduler	sched = {
+	.part_n = 1,
 	.queue_hint = true,
 	.retry_hint = true,
 	.due_stale = true,
@@ -259,7 +267,8 @@ round_body(dlist_head *recording, dlist_head *claimed, dlist_head *handshakes,
 	{
 		WebhookQueueRecover();
 		/* reasons the API stored while no worker served the database */
-		if (SPI_execute("SELECT webhook._now_served()", false, 0) != SPI_OK_SELECT)
+		if (sched.part_k == 0 &&
+			SPI_execute("SELECT webhook._now_served()", false, 0) != SPI_OK_SELECT)
 			elog(ERROR, "could not clear the reasons of an unserved database");
 		*recovered = true;
 	}
@@ -302,7 +311,8 @@ round_body(dlist_head *recording, dlist_head *claimed, dlist_head *handshakes,
 		WebhookQueueRelease(sched.pending_release);
 		sched.retry_hint = true;
 	}
-	if (sched.due_stale)
+	/* what is done once per database is worker 0's */
+	if (sched.due_stale && sched.part_k == 0)
 		WebhookClaimHandshakes(handshakes);
 
 	room = WebhookEndpointsWithRoom();
@@ -315,7 +325,10 @@ round_body(dlist_head *recording, dlist_head *claimed, dlist_head *handshakes,
 	}
 
 	now = GetCurrentTimestamp();
-	WebhookQueuePurge(now);
+	if (sched.part_k == 0)
+		WebhookQueuePurge(now);
+	else
+		sched.next_purge = now + (int64) PURGE_INTERVAL_MS * 1000;
 	if (sched.due_stale)
 		WebhookQueueReadNextDue(room, now);
 	if (more || sched.next_purge <= now)
@@ -417,9 +430,14 @@ do_round(bool *recovered, bool *served)
 		WebhookSlotMark(false);
 		*served = true;
 		WebhookStatusAttach();
-		ereport(LOG,
-				(errmsg("webhook worker started for database \"%s\"",
-						my_database)));
+		if (sched.part_n > 1)
+			ereport(LOG,
+					(errmsg("webhook worker %d of %d started for database \"%s\"",
+							sched.part_k + 1, sched.part_n, my_database)));
+		else
+			ereport(LOG,
+					(errmsg("webhook worker started for database \"%s\"",
+							my_database)));
 	}
 	list_free_deep(sched.pending_release);
 	sched.pending_release = NIL;
@@ -428,6 +446,19 @@ do_round(bool *recovered, bool *served)
 	WebhookStartHandshakes(&handshakes);
 	MemoryContextSwitchTo(caller);
 	MemoryContextReset(sched.round_ctx);
+}
+
+/*
+ * Nothing in flight, nothing to wait for before recording: the results
+ * waiting are recorded at once. With several workers, jobs held back by
+ * the others' requests to their endpoints (limits.c) will start soon: their
+ * results join a batch, or a round each would record a handful (four times
+ * the rounds, measured on a drain with two workers).
+ */
+static bool
+nothing_in_flight(void)
+{
+	return WebhookHttpInFlight() == 0 && (sched.part_n == 1 || sched.nready == 0);
 }
 
 /* The worker's entry point. */
@@ -439,6 +470,8 @@ WebhookWorkerMain(Datum main_arg)
 	bool		woken = true;
 	bool		want_round;
 	TimestampTz last_round = 0;
+	WebhookWorkerArg arg;
+	int			slot;
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, die);
@@ -447,8 +480,19 @@ WebhookWorkerMain(Datum main_arg)
 	/* the launcher gives the database; it is never a template */
 	BackgroundWorkerInitializeConnectionByOid(DatumGetObjectId(main_arg), InvalidOid, 0);
 	pgstat_report_appname(WEBHOOK_WORKER_NAME);
-	if (!WebhookSlotJoin())
+	/* its share of the database's work: fixed for its life (queue.c) */
+	memcpy(&arg, MyBgworkerEntry->bgw_extra, sizeof(arg));
+	if (arg.n < 1 || arg.k < 0 || arg.k >= arg.n)
+	{
+		arg.n = 1;
+		arg.k = 0;
+	}
+	sched.part_n = arg.n;
+	sched.part_k = arg.k;
+	if (!WebhookSlotJoin(arg.k, &slot))
 		proc_exit(0);
+	if (sched.part_n > 1)
+		WebhookLimitsJoin(slot, sched.part_k);
 	StartTransactionCommand();
 	strlcpy(my_database, get_database_name(MyDatabaseId), NAMEDATALEN);
 	CommitTransactionCommand();
@@ -519,7 +563,7 @@ WebhookWorkerMain(Datum main_arg)
 			((sched.queue_hint && WebhookWantEvents()) ||
 			 now >= sched.next_due ||
 			 (sched.nfinished > 0 &&
-			  (sched.nfinished >= RECORD_BATCH || WebhookHttpInFlight() == 0 ||
+			  (sched.nfinished >= RECORD_BATCH || nothing_in_flight() ||
 			   now >= sched.first_finished_at + RECORD_DELAY_MS * 1000)));
 		if (last_round > now)
 			last_round = now;	/* the clock went back: the gap stays a gap */
@@ -548,7 +592,7 @@ WebhookWorkerMain(Datum main_arg)
 		else if (now < sched.backoff_until)
 			timeout = (long) ((sched.backoff_until - now + 999) / 1000);
 		else if (sched.next_due <= now ||
-				 (sched.nfinished > 0 && WebhookHttpInFlight() == 0))
+				 (sched.nfinished > 0 && nothing_in_flight()))
 			timeout = 0;
 		else
 		{
@@ -556,7 +600,11 @@ WebhookWorkerMain(Datum main_arg)
 
 			if (sched.nfinished > 0)
 				wake_at = Min(wake_at, sched.first_finished_at + RECORD_DELAY_MS * 1000);
-			timeout = (long) Min((wake_at - now + 999) / 1000, (int64) SAFETY_POLL_MS);
+			/*
+			 * Not below 0, which would wait for ever: starting jobs above
+			 * can take longer than the oldest result had left to wait.
+			 */
+			timeout = (long) Min(Max((wake_at - now + 999) / 1000, 0), (int64) SAFETY_POLL_MS);
 		}
 		/* a rate-limited endpoint's next delivery may start then (dispatch.c) */
 		if (sched.next_start > 0)

@@ -53,6 +53,7 @@ typedef struct Endpoint
 	int			rate_limit;		/* deliveries a second; 0: no limit */
 	bool		failing;		/* failing_since may be set: a success clears it */
 	TimestampTz next_start;		/* under rate_limit, no delivery starts before */
+	int			limit_idx;		/* its entry in the shared limits (limits.c), or -1 */
 	dlist_head	ready;			/* jobs waiting for a slot */
 	int			nready;
 	int			inflight;
@@ -107,6 +108,14 @@ typedef struct Scheduler
 	MemoryContext loop_ctx;		/* reset at every turn of the loop */
 	MemoryContext round_ctx;	/* a round's own work, reset after it */
 	MemoryContext endpoint_ctx; /* endpoint strings, replaced on reload */
+
+	/*
+	 * This worker is number part_k of the part_n sharing its database: it
+	 * claims the queue rows, and owns the deliveries, whose event id is k
+	 * modulo n (queue.c); worker 0 also runs handshakes and the purge.
+	 */
+	int			part_n;
+	int			part_k;
 
 	HTAB	   *endpoints;		/* Endpoint by id */
 	int			nready;			/* jobs waiting in endpoints' ready lists */
@@ -171,6 +180,11 @@ extern void WebhookStartReadyJobs(void);
 extern void WebhookJobDone(Job *job);
 extern void WebhookFreeJobs(dlist_head *jobs);
 extern void WebhookReleaseRecorded(dlist_head *recorded);
+
+/* limits.c: the per-endpoint limits across a database's workers (part_n > 1) */
+extern void WebhookLimitsJoin(int slot, int k);
+extern bool WebhookLimitsTryStart(Endpoint *ep, TimestampTz now, TimestampTz *retry_at);
+extern void WebhookLimitsDone(Endpoint *ep);
 
 /* held.c: events held in memory, their deliveries written once */
 extern void WebhookHeldInit(void);

@@ -20,6 +20,10 @@ under "paths": {"/x": {...}}:
   headers     extra response headers
   body        response body (default "ok")
   body_b64    true: also log the request body's bytes exactly, in base64
+
+Each logged request also says how many requests to its path were being
+answered when it arrived, itself included ("active"): the most a sender had
+in flight there at once.
 """
 import argparse
 import base64
@@ -31,6 +35,7 @@ from urllib.parse import urlsplit
 
 lock = threading.Lock()
 used = {}  # path -> how many scripted statuses were used
+active = {}  # path -> requests being answered now
 
 
 def load_script(path):
@@ -55,6 +60,16 @@ class Handler(BaseHTTPRequestHandler):
         conf = dict(script)
         conf.update(script.get("paths", {}).get(url.path, {}))
 
+        with lock:
+            active[url.path] = active.get(url.path, 0) + 1
+            now_active = active[url.path]
+        try:
+            self.answer(raw, url, conf, now_active)
+        finally:
+            with lock:
+                active[url.path] -= 1
+
+    def answer(self, raw, url, conf, now_active):
         body = conf.get("body", "ok")
         status = conf.get("status", 200)
         delay = conf.get("delay", 0)
@@ -93,6 +108,7 @@ class Handler(BaseHTTPRequestHandler):
             "time": time.time(),
             "status": status,
             "client_port": self.client_address[1],
+            "active": now_active,
         }
         if conf.get("body_b64"):
             entry["body_b64"] = base64.b64encode(raw).decode("ascii")
