@@ -183,6 +183,21 @@ render_users(JobBatch *batch, List *unrendered)
 }
 
 /*
+ * The end of a claim's jobs: back to the caller's context (old); a batch of
+ * no jobs is deleted, the others' users' formats rendered. Returns n.
+ */
+static int
+batch_done(JobBatch *batch, MemoryContext old, int n, List *unrendered)
+{
+	MemoryContextSwitchTo(old);
+	if (n == 0)
+		MemoryContextDelete(batch->cxt);
+	else
+		render_users(batch, unrendered);
+	return n;
+}
+
+/*
  * Make jobs from claimed delivery rows, with their bodies (column 5 is the
  * event: rendered here for a built-in format, by the user's function as its
  * owner otherwise); they join ready lists after commit. A fan-out's rows
@@ -223,12 +238,7 @@ WebhookCollectJobs(dlist_head *claimed, int64 *queue_rows, int64 *max_event)
 		job->attempts = (int) WebhookGetInt(tup, desc, 4);
 		n++;
 	}
-	MemoryContextSwitchTo(old);
-	if (n == 0)
-		MemoryContextDelete(batch->cxt);
-	else
-		render_users(batch, unrendered);
-	return n;
+	return batch_done(batch, old, n, unrendered);
 }
 
 /*
@@ -278,17 +288,13 @@ WebhookCollectHeld(dlist_head *claimed, List **fan_out, int64 *max_event)
 			HeapTuple	tup = SPI_tuptable->vals[i];
 			bool		isnull;
 			Datum		event = SPI_getbinval(tup, desc, 3, &isnull);
+
 			(void) add_job(batch, claimed, &unrendered, WebhookGetInt(tup, desc, 2),
 						   event_id, event, isnull, true);
 			n++;
 		}
 	}
-	MemoryContextSwitchTo(old);
-	if (n == 0)
-		MemoryContextDelete(batch->cxt);
-	else
-		render_users(batch, unrendered);
-	return n;
+	return batch_done(batch, old, n, unrendered);
 }
 
 /*
