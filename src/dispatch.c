@@ -201,18 +201,16 @@ batch_done(JobBatch *batch, MemoryContext old, int n, List *unrendered)
  * Make jobs from claimed delivery rows, with their bodies (column 5 is the
  * event: rendered here for a built-in format, by the user's function as its
  * owner otherwise); they join ready lists after commit. A fan-out's rows
- * also say how many queue rows it claimed (column 6), and whether the
- * delivery is held in memory (column 7): the others wait in the table, as
- * due retries, for their endpoint to have room. For a fan-out, *max_event
- * is raised to the highest event id among its rows.
+ * also say whether the delivery is held in memory (column 6): the others
+ * wait in the table, as due retries, for their endpoint to have room.
  */
 int
-WebhookCollectJobs(dlist_head *claimed, int64 *queue_rows, int64 *max_event)
+WebhookCollectJobs(dlist_head *claimed)
 {
 	uint64		i;
 	int			n = 0;
 	TupleDesc	desc = SPI_tuptable->tupdesc;
-	bool		fanout = desc->natts >= 7;
+	bool		fanout = desc->natts >= 6;
 	List	   *unrendered = NIL;
 	JobBatch   *batch = new_batch();
 	MemoryContext old = MemoryContextSwitchTo(batch->cxt);
@@ -224,13 +222,8 @@ WebhookCollectJobs(dlist_head *claimed, int64 *queue_rows, int64 *max_event)
 		Datum		event;
 		bool		isnull;
 
-		if (fanout)
-		{
-			*queue_rows = WebhookGetInt(tup, desc, 6);
-			*max_event = Max(*max_event, WebhookGetInt(tup, desc, 3));
-			if (!DatumGetBool(SPI_getbinval(tup, desc, 7, &isnull)))
-				continue;
-		}
+		if (fanout && !DatumGetBool(SPI_getbinval(tup, desc, 6, &isnull)))
+			continue;
 		event = SPI_getbinval(tup, desc, 5, &isnull);
 		job = add_job(batch, claimed, &unrendered, WebhookGetInt(tup, desc, 2),
 					  WebhookGetInt(tup, desc, 3), event, isnull, false);

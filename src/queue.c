@@ -160,7 +160,7 @@ static const char *sql_fanout =
 " SELECT e.id, ev.id, ev.event, e.id = ANY ($2)"
 " FROM ev JOIN webhook.endpoint e ON e.state = 'verified' AND " MATCHES_SQL
 " ORDER BY ev.id, e.id"
-" RETURNING id, endpoint_id, event_id, 0, CASE WHEN in_flight THEN event END, 0, in_flight";
+" RETURNING id, endpoint_id, event_id, 0, CASE WHEN in_flight THEN event END, in_flight";
 
 /*
  * webhook._claim(): the worker's claim from SQL, its ids in order; the rows
@@ -349,7 +349,6 @@ bool
 WebhookQueueClaimDue(List *room, dlist_head *claimed)
 {
 	Datum		v[4];
-	int64		queue_rows = 0;
 	bool		more;
 	int			n;
 
@@ -360,7 +359,7 @@ WebhookQueueClaimDue(List *room, dlist_head *claimed)
 	sched.round_claimed = true;
 	if (SPI_execute_plan(plan_retry, v, NULL, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not claim due deliveries");
-	n = WebhookCollectJobs(claimed, &queue_rows, NULL);
+	n = WebhookCollectJobs(claimed);
 	more = n >= webhook_batch_size;
 	/* all due deliveries are claimed only if every endpoint had room */
 	sched.retry_hint = more || list_length(room) < WebhookLiveEndpoints();
@@ -426,14 +425,13 @@ WebhookQueueClaimEvents(List *room, dlist_head *claimed)
 	if (fan_out)
 	{
 		Datum		fv[2] = {WebhookIdArray(fan_out), v[1]};
-		int64		unused = 0;
 		uint64		made;
 		int			held;
 
 		if (SPI_execute_plan(plan_fanout, fv, NULL, false, 0) != SPI_OK_INSERT_RETURNING)
 			elog(ERROR, "could not fan out queued events");
 		made = SPI_processed;
-		held = made > 0 ? WebhookCollectJobs(claimed, &unused, &unused) : 0;
+		held = made > 0 ? WebhookCollectJobs(claimed) : 0;
 		/* deliveries for endpoints without room wait in the table */
 		if ((uint64) held < made)
 			sched.retry_hint = sched.due_stale = true;

@@ -171,7 +171,7 @@ extern List *WebhookEndpointsWithRoom(void);
 extern int	WebhookLiveEndpoints(void);
 extern bool WebhookWantEvents(void);
 extern Endpoint *WebhookEndpoint(int64 id);
-extern int	WebhookCollectJobs(dlist_head *claimed, int64 *queue_rows, int64 *max_event);
+extern int	WebhookCollectJobs(dlist_head *claimed);
 extern int	WebhookCollectHeld(dlist_head *claimed, List **fan_out, int64 *max_event);
 extern void WebhookClaimHandshakes(dlist_head *claimed);
 extern void WebhookEnqueueJobs(dlist_head *claimed);
